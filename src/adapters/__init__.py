@@ -1,0 +1,1 @@
+"""Adapters: storage backends, provider clients and image storage for mjcore's ports."""

@@ -1,0 +1,287 @@
+"""In-memory store: a public test double that passes the same contract suite as the SQL stores.
+
+A write unit of work holds one lock and works on a copy of the state, so it is
+serializable and rolls back by dropping the copy. Nothing survives the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+from types import TracebackType
+
+from attrs import define, evolve, field
+
+from mjcore.accounts import Account
+from mjcore.codes import RedemptionCode
+from mjcore.errors import Conflict, UserNameTaken
+from mjcore.ledger import LedgerEntry, Tally, tally
+from mjcore.ports import Counts, NewAccount, TaskQuery
+from mjcore.tasks import MUTABLE_FIELDS, Task, TaskStatus
+
+
+@define
+class _State:
+    accounts: dict[int, Account] = field(factory=dict)
+    ledger: list[LedgerEntry] = field(factory=list)
+    codes: dict[str, RedemptionCode] = field(factory=dict)
+    tasks: dict[str, Task] = field(factory=dict)
+    settings: dict[str, str] = field(factory=dict)
+    next_account_id: int = 1
+
+    def copy(self) -> _State:
+        return _State(
+            dict(self.accounts),
+            list(self.ledger),
+            dict(self.codes),
+            dict(self.tasks),
+            dict(self.settings),
+            self.next_account_id,
+        )
+
+
+@define
+class _Accounts:
+    s: _State
+
+    async def add(self, new: NewAccount) -> Account:
+        if any(a.user_name == new.user_name for a in self.s.accounts.values()):
+            raise UserNameTaken(f"user name {new.user_name!r} is taken")
+        account = Account(
+            id=self.s.next_account_id,
+            user_name=new.user_name,
+            app_key_digest=new.app_key_digest,
+            token_total=new.token_total,
+            token_use=0,
+            created_at=new.created_at,
+            updated_at=new.created_at,
+            password_hash=new.password_hash,
+        )
+        self.s.next_account_id += 1
+        self.s.accounts[account.id] = account
+        return account
+
+    async def get(self, account_id: int, *, for_update: bool = False) -> Account | None:
+        return self.s.accounts.get(account_id)
+
+    async def by_name(self, user_name: str, *, for_update: bool = False) -> Account | None:
+        return next((a for a in self.s.accounts.values() if a.user_name == user_name), None)
+
+    async def by_key_digest(self, digest: str) -> Account | None:
+        return next((a for a in self.s.accounts.values() if a.app_key_digest == digest), None)
+
+    async def list(self, limit: int, offset: int = 0) -> Sequence[Account]:
+        return sorted(self.s.accounts.values(), key=lambda a: a.id)[offset : offset + limit]
+
+    async def debit(self, account_id: int, cost: int, now: datetime) -> bool:
+        account = self.s.accounts.get(account_id)
+        if account is None or not account.active or account.credits < cost:
+            return False
+        self.s.accounts[account_id] = evolve(
+            account, token_use=account.token_use + cost, updated_at=now
+        )
+        return True
+
+    async def change_use(self, account_id: int, delta: int, now: datetime) -> None:
+        account = self.s.accounts[account_id]
+        self.s.accounts[account_id] = evolve(
+            account, token_use=account.token_use + delta, updated_at=now
+        )
+
+    async def change_total(self, account_id: int, delta: int, now: datetime) -> None:
+        account = self.s.accounts[account_id]
+        self.s.accounts[account_id] = evolve(
+            account, token_total=account.token_total + delta, updated_at=now
+        )
+
+    async def update_flags(
+        self,
+        account_id: int,
+        now: datetime,
+        *,
+        disabled: bool | None = None,
+        deleted_at: datetime | None = None,
+        password_hash: str | None = None,
+        app_key_digest: str | None = None,
+    ) -> None:
+        given = {
+            "disabled": disabled,
+            "deleted_at": deleted_at,
+            "password_hash": password_hash,
+            "app_key_digest": app_key_digest,
+        }
+        changes = {name: value for name, value in given.items() if value is not None}
+        account = self.s.accounts[account_id]
+        self.s.accounts[account_id] = evolve(account, updated_at=now, **changes)
+
+
+@define
+class _Ledger:
+    s: _State
+
+    async def append(self, entry: LedgerEntry) -> None:
+        self.s.ledger.append(evolve(entry, id=len(self.s.ledger) + 1))
+
+    async def entries(self, account_id: int) -> Sequence[LedgerEntry]:
+        return [e for e in self.s.ledger if e.account_id == account_id]
+
+    async def tallies(self) -> Sequence[Tally]:
+        by_account: dict[int, list[LedgerEntry]] = {a: [] for a in self.s.accounts}
+        for entry in self.s.ledger:
+            by_account.setdefault(entry.account_id, []).append(entry)
+        return [
+            tally(a.id, a.user_name, a.token_total, a.token_use, by_account[a.id])
+            for a in sorted(self.s.accounts.values(), key=lambda a: a.id)
+        ]
+
+
+@define
+class _Codes:
+    s: _State
+
+    async def add_many(self, codes: Sequence[RedemptionCode]) -> None:
+        if any(c.code in self.s.codes for c in codes) or len({c.code for c in codes}) < len(codes):
+            raise Conflict("duplicate redemption code")
+        self.s.codes.update((c.code, c) for c in codes)
+
+    async def get(self, code: str) -> RedemptionCode | None:
+        return self.s.codes.get(code)
+
+    async def redeem(self, code: str, account_id: int, now: datetime) -> bool:
+        found = self.s.codes.get(code)
+        if found is None or found.redeemed_by is not None or found.expired(now):
+            return False
+        self.s.codes[code] = evolve(found, redeemed_by=account_id, redeemed_at=now)
+        return True
+
+
+@define
+class _Tasks:
+    s: _State
+
+    async def add(self, task: Task) -> None:
+        if task.task_id in self.s.tasks:
+            raise Conflict(f"duplicate task id {task.task_id}")
+        self.s.tasks[task.task_id] = task
+
+    async def get(self, task_id: str, *, for_update: bool = False) -> Task | None:
+        return self.s.tasks.get(task_id)
+
+    async def by_trigger(self, trigger_id: str) -> Sequence[Task]:
+        return [t for t in self.s.tasks.values() if t.trigger_id == trigger_id]
+
+    async def save(self, task: Task, expected: TaskStatus) -> bool:
+        stored = self.s.tasks.get(task.task_id)
+        if stored is None or stored.status is not expected:
+            return False
+        changes = {name: getattr(task, name) for name in MUTABLE_FIELDS}
+        self.s.tasks[task.task_id] = evolve(stored, **changes)
+        return True
+
+    async def mark_refunded(self, task_id: str) -> bool:
+        stored = self.s.tasks.get(task_id)
+        if stored is None or stored.refunded:
+            return False
+        self.s.tasks[task_id] = evolve(stored, refunded=True)
+        return True
+
+    def _matching(self, query: TaskQuery) -> list[Task]:
+        return [
+            t
+            for t in reversed(self.s.tasks.values())
+            if (query.account_id is None or t.account_id == query.account_id)
+            and (query.status is None or t.status is query.status)
+        ]
+
+    async def query(self, query: TaskQuery) -> Sequence[Task]:
+        return self._matching(query)[query.offset : query.offset + query.limit]
+
+    async def count(self, query: TaskQuery) -> int:
+        return len(self._matching(query))
+
+
+@define
+class _Settings:
+    s: _State
+
+    async def get(self, name: str) -> str | None:
+        return self.s.settings.get(name)
+
+    async def put_if_absent(self, name: str, value: str) -> str:
+        return self.s.settings.setdefault(name, value)
+
+
+@define
+class _Stats:
+    s: _State
+
+    async def counts(self) -> Counts:
+        live = [a for a in self.s.accounts.values() if a.deleted_at is None]
+        return Counts(
+            accounts=len(live),
+            tasks=len(self.s.tasks),
+            successful_tasks=sum(t.status is TaskStatus.SUCCESS for t in self.s.tasks.values()),
+            codes=len(self.s.codes),
+            used_codes=sum(c.redeemed_by is not None for c in self.s.codes.values()),
+            credits=sum(a.credits for a in live),
+        )
+
+
+@define
+class MemoryUnitOfWork:
+    _store: MemoryStore
+    _readonly: bool
+    _state: _State = field(init=False)
+    accounts: _Accounts = field(init=False)
+    ledger: _Ledger = field(init=False)
+    codes: _Codes = field(init=False)
+    tasks: _Tasks = field(init=False)
+    settings: _Settings = field(init=False)
+    stats: _Stats = field(init=False)
+
+    async def __aenter__(self) -> MemoryUnitOfWork:
+        if not self._readonly:
+            await self._store._lock.acquire()
+        self._state = self._store._state.copy()
+        self.accounts = _Accounts(self._state)
+        self.ledger = _Ledger(self._state)
+        self.codes = _Codes(self._state)
+        self.tasks = _Tasks(self._state)
+        self.settings = _Settings(self._state)
+        self.stats = _Stats(self._state)
+        return self
+
+    async def commit(self) -> None:
+        if self._readonly:
+            raise RuntimeError("a read-only unit of work cannot commit")
+        self._store._state = self._state
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._readonly:
+            self._store._lock.release()
+
+
+@define
+class MemoryStore:
+    """Everything in process memory; for tests, demos and embedding experiments."""
+
+    _state: _State = field(factory=_State)
+    _lock: asyncio.Lock = field(factory=asyncio.Lock)
+
+    def unit_of_work(self, *, readonly: bool = False) -> MemoryUnitOfWork:
+        return MemoryUnitOfWork(self, readonly)
+
+    async def ping(self) -> None:
+        return None
+
+    async def migrate(self) -> Sequence[int]:
+        return ()
+
+    async def close(self) -> None:
+        return None

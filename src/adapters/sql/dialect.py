@@ -1,0 +1,104 @@
+"""What differs between SQLite, MySQL/MariaDB and PostgreSQL, in one small object."""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from functools import lru_cache
+
+from attrs import frozen
+
+_NAMED = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
+_SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
+
+
+class Paramstyle(enum.Enum):
+    QMARK = "?"
+    FORMAT = "%s"
+    NUMERIC = "$"
+
+
+@frozen
+class Dialect:
+    """SQL spelling for one backend. Queries are written once with ``:name`` parameters."""
+
+    name: str
+    paramstyle: Paramstyle
+    for_update: str  # appended to a locking SELECT
+    if_absent: str  # INSERT ... {if_absent}: keep the existing row on a duplicate {key}
+    transactional_ddl: bool
+    migration_lock: str | None = None
+    migration_unlock: str | None = None
+    datetimes_as_text: bool = False
+
+    def compile(self, sql: str) -> tuple[str, tuple[str, ...]]:
+        """``:name`` placeholders → this driver's placeholders, and the names in order."""
+        return _compile(self.paramstyle, sql)
+
+    def bind(self, sql: str, params: Mapping[str, object]) -> tuple[str, Sequence[object]]:
+        text, names = self.compile(sql)
+        return text, [self.param(params[name]) for name in names]
+
+    def param(self, value: object) -> object:
+        if isinstance(value, enum.Enum):
+            return value.value
+        if isinstance(value, bool):
+            return int(value)
+        if isinstance(value, datetime):
+            naive = value.astimezone(UTC).replace(tzinfo=None)
+            return naive.strftime(_SQLITE_TS) if self.datetimes_as_text else naive
+        return value
+
+    def timestamp(self, value: object) -> datetime | None:
+        """A stored time back as an aware UTC datetime."""
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if not isinstance(value, datetime):
+            raise TypeError(f"not a timestamp: {value!r}")
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@lru_cache(maxsize=512)
+def _compile(style: Paramstyle, sql: str) -> tuple[str, tuple[str, ...]]:
+    names: list[str] = []
+
+    def placeholder(match: re.Match[str]) -> str:
+        names.append(match.group(1))
+        if style is Paramstyle.NUMERIC:
+            return f"${len(names)}"
+        return style.value
+
+    return _NAMED.sub(placeholder, sql), tuple(names)
+
+
+SQLITE = Dialect(
+    name="sqlite",
+    paramstyle=Paramstyle.QMARK,
+    for_update="",  # BEGIN IMMEDIATE already holds the write lock
+    if_absent=" ON CONFLICT ({key}) DO NOTHING",
+    transactional_ddl=True,
+    datetimes_as_text=True,
+)
+
+MYSQL = Dialect(
+    name="mysql",
+    paramstyle=Paramstyle.FORMAT,
+    for_update=" FOR UPDATE",
+    if_absent=" ON DUPLICATE KEY UPDATE {key} = {key}",  # INSERT IGNORE would warn
+    transactional_ddl=False,
+    migration_lock="SELECT GET_LOCK('mjcore_migrate', 120)",
+    migration_unlock="SELECT RELEASE_LOCK('mjcore_migrate')",
+)
+
+POSTGRES = Dialect(
+    name="postgres",
+    paramstyle=Paramstyle.NUMERIC,
+    for_update=" FOR UPDATE",
+    if_absent=" ON CONFLICT ({key}) DO NOTHING",
+    transactional_ddl=True,
+    migration_lock="SELECT pg_advisory_xact_lock(7316001)",
+)

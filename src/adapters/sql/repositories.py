@@ -1,0 +1,409 @@
+"""The SQL repositories, written once for all three dialects."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from attrs import frozen
+
+from mjcore.accounts import Account
+from mjcore.codes import RedemptionCode
+from mjcore.errors import Conflict, UserNameTaken
+from mjcore.ledger import EntryKind, LedgerEntry, Tally
+from mjcore.ports import Counts, NewAccount, TaskQuery
+from mjcore.tasks import MUTABLE_FIELDS, Provider, Task, TaskStatus
+
+from .database import DuplicateKey, Row
+from .session import Session
+
+_ACCOUNT_COLUMNS = (
+    "id, user_name, app_key, token_total, token_use, created_at, updated_at,"
+    " password_hash, disabled, deleted_at"
+)
+_TOTAL_KINDS = ", ".join(f"'{kind.value}'" for kind in EntryKind if kind.moves_total)
+
+
+def _account(row: Row, db: Session) -> Account:
+    ts = db.dialect.timestamp
+    created = ts(row["created_at"])
+    assert created is not None
+    return Account(
+        id=int(row["id"]),
+        user_name=row["user_name"],
+        app_key_digest=row["app_key"],
+        token_total=int(row["token_total"]),
+        token_use=int(row["token_use"]),
+        created_at=created,
+        updated_at=ts(row["updated_at"]) or created,
+        password_hash=row["password_hash"],
+        disabled=bool(row["disabled"]),
+        deleted_at=ts(row["deleted_at"]),
+    )
+
+
+@frozen
+class SqlAccounts:
+    db: Session
+
+    async def add(self, new: NewAccount) -> Account:
+        try:
+            account_id = await self.db.insert(
+                "INSERT INTO user_info (user_name, app_key, token_total, token_use, created_at,"
+                " updated_at, password_hash, disabled)"
+                " VALUES (:name, :key, :total, 0, :now, :now, :password_hash, 0)",
+                name=new.user_name,
+                key=new.app_key_digest,
+                total=new.token_total,
+                now=new.created_at,
+                password_hash=new.password_hash,
+            )
+        except DuplicateKey as exc:
+            raise UserNameTaken(f"user name {new.user_name!r} is taken") from exc
+        account = await self.get(account_id)
+        assert account is not None
+        return account
+
+    async def _one(self, where: str, for_update: bool, **params: Any) -> Account | None:
+        lock = self.db.dialect.for_update if for_update else ""
+        row = await self.db.one(f"SELECT {_ACCOUNT_COLUMNS} FROM user_info WHERE {where}{lock}", **params)
+        return None if row is None else _account(row, self.db)
+
+    async def get(self, account_id: int, *, for_update: bool = False) -> Account | None:
+        return await self._one("id = :id", for_update, id=account_id)
+
+    async def by_name(self, user_name: str, *, for_update: bool = False) -> Account | None:
+        return await self._one("user_name = :name", for_update, name=user_name)
+
+    async def by_key_digest(self, digest: str) -> Account | None:
+        return await self._one("app_key = :key", False, key=digest)
+
+    async def list(self, limit: int, offset: int = 0) -> Sequence[Account]:
+        rows = await self.db.all(
+            f"SELECT {_ACCOUNT_COLUMNS} FROM user_info ORDER BY id LIMIT :limit OFFSET :offset",
+            limit=limit,
+            offset=offset,
+        )
+        return [_account(row, self.db) for row in rows]
+
+    async def debit(self, account_id: int, cost: int, now: datetime) -> bool:
+        matched = await self.db.execute(
+            "UPDATE user_info SET token_use = token_use + :cost, updated_at = :now"
+            " WHERE id = :id AND token_total - token_use >= :cost"
+            " AND disabled = 0 AND deleted_at IS NULL",
+            cost=cost,
+            now=now,
+            id=account_id,
+        )
+        return matched == 1
+
+    async def change_use(self, account_id: int, delta: int, now: datetime) -> None:
+        await self.db.execute(
+            "UPDATE user_info SET token_use = token_use + :delta, updated_at = :now WHERE id = :id",
+            delta=delta,
+            now=now,
+            id=account_id,
+        )
+
+    async def change_total(self, account_id: int, delta: int, now: datetime) -> None:
+        await self.db.execute(
+            "UPDATE user_info SET token_total = token_total + :delta, updated_at = :now"
+            " WHERE id = :id",
+            delta=delta,
+            now=now,
+            id=account_id,
+        )
+
+    async def update_flags(
+        self,
+        account_id: int,
+        now: datetime,
+        *,
+        disabled: bool | None = None,
+        deleted_at: datetime | None = None,
+        password_hash: str | None = None,
+        app_key_digest: str | None = None,
+    ) -> None:
+        given = {
+            "disabled": disabled,
+            "deleted_at": deleted_at,
+            "password_hash": password_hash,
+            "app_key": app_key_digest,
+        }
+        changes = {column: value for column, value in given.items() if value is not None}
+        assignments = "".join(f", {column} = :{column}" for column in changes)
+        await self.db.execute(
+            f"UPDATE user_info SET updated_at = :now{assignments} WHERE id = :id",
+            now=now,
+            id=account_id,
+            **changes,
+        )
+
+
+@frozen
+class SqlLedger:
+    db: Session
+
+    async def append(self, entry: LedgerEntry) -> None:
+        await self.db.insert(
+            "INSERT INTO ledger_entry (account_id, delta, kind, reference, created_at)"
+            " VALUES (:account_id, :delta, :kind, :reference, :created_at)",
+            account_id=entry.account_id,
+            delta=entry.delta,
+            kind=entry.kind,
+            reference=entry.reference,
+            created_at=entry.created_at,
+        )
+
+    async def entries(self, account_id: int) -> Sequence[LedgerEntry]:
+        rows = await self.db.all(
+            "SELECT id, account_id, delta, kind, reference, created_at FROM ledger_entry"
+            " WHERE account_id = :account_id ORDER BY id",
+            account_id=account_id,
+        )
+        ts = self.db.dialect.timestamp
+        return [
+            LedgerEntry(
+                account_id=int(row["account_id"]),
+                delta=int(row["delta"]),
+                kind=EntryKind(row["kind"]),
+                reference=row["reference"],
+                created_at=ts(row["created_at"]) or datetime.min,
+                id=int(row["id"]),
+            )
+            for row in rows
+        ]
+
+    async def tallies(self) -> Sequence[Tally]:
+        rows = await self.db.all(
+            "SELECT u.id, u.user_name, u.token_total, u.token_use,"
+            f" COALESCE(SUM(CASE WHEN e.kind IN ({_TOTAL_KINDS}) THEN e.delta ELSE 0 END), 0)"
+            " AS entries_total,"
+            f" COALESCE(SUM(CASE WHEN e.kind IN ({_TOTAL_KINDS}) THEN 0 ELSE -e.delta END), 0)"
+            " AS entries_use"
+            " FROM user_info u LEFT JOIN ledger_entry e ON e.account_id = u.id"
+            " GROUP BY u.id, u.user_name, u.token_total, u.token_use ORDER BY u.id"
+        )
+        return [
+            Tally(
+                account_id=int(row["id"]),
+                user_name=row["user_name"],
+                token_total=int(row["token_total"]),
+                token_use=int(row["token_use"]),
+                entries_total=int(row["entries_total"]),
+                entries_use=int(row["entries_use"]),
+            )
+            for row in rows
+        ]
+
+
+def _code(row: Row, db: Session) -> RedemptionCode:
+    ts = db.dialect.timestamp
+    return RedemptionCode(
+        code=row["code"],
+        credits=int(row["credits"]),
+        created_at=ts(row["created_at"]) or datetime.min,
+        expires_at=ts(row["expires_at"]),
+        redeemed_by=None if row["redeemed_by"] is None else int(row["redeemed_by"]),
+        redeemed_at=ts(row["redeemed_at"]),
+    )
+
+
+@frozen
+class SqlCodes:
+    db: Session
+
+    async def add_many(self, codes: Sequence[RedemptionCode]) -> None:
+        try:
+            for code in codes:
+                await self.db.execute(
+                    "INSERT INTO redemption_code (code, credits, created_at, expires_at)"
+                    " VALUES (:code, :credits, :created_at, :expires_at)",
+                    code=code.code,
+                    credits=code.credits,
+                    created_at=code.created_at,
+                    expires_at=code.expires_at,
+                )
+        except DuplicateKey as exc:
+            raise Conflict("duplicate redemption code") from exc
+
+    async def get(self, code: str) -> RedemptionCode | None:
+        row = await self.db.one(
+            "SELECT code, credits, created_at, expires_at, redeemed_by, redeemed_at"
+            " FROM redemption_code WHERE code = :code",
+            code=code,
+        )
+        return None if row is None else _code(row, self.db)
+
+    async def redeem(self, code: str, account_id: int, now: datetime) -> bool:
+        matched = await self.db.execute(
+            "UPDATE redemption_code SET redeemed_by = :account_id, redeemed_at = :now"
+            " WHERE code = :code AND redeemed_by IS NULL"
+            " AND (expires_at IS NULL OR expires_at > :now)",
+            account_id=account_id,
+            now=now,
+            code=code,
+        )
+        return matched == 1
+
+
+_TASK_COLUMNS = (
+    "task_id, account_id, provider, action, prompt, cost, created_at, status, params,"
+    " parent_task_id, progress, image_url, fail_reason, trigger_id, msg_id, msg_hash,"
+    " provider_ref, result, refunded, started_at, finished_at"
+)
+_JSON_FIELDS = ("params", "result")
+
+
+def _task(row: Row, db: Session) -> Task:
+    ts = db.dialect.timestamp
+    return Task(
+        task_id=row["task_id"],
+        account_id=int(row["account_id"]),
+        provider=Provider(row["provider"]),
+        action=row["action"],
+        prompt=row["prompt"],
+        cost=int(row["cost"]),
+        created_at=ts(row["created_at"]) or datetime.min,
+        status=TaskStatus(row["status"]),
+        params=json.loads(row["params"]),
+        parent_task_id=row["parent_task_id"],
+        progress=int(row["progress"]),
+        image_url=row["image_url"],
+        fail_reason=row["fail_reason"],
+        trigger_id=row["trigger_id"],
+        msg_id=row["msg_id"],
+        msg_hash=row["msg_hash"],
+        provider_ref=row["provider_ref"],
+        result=json.loads(row["result"]),
+        refunded=bool(row["refunded"]),
+        started_at=ts(row["started_at"]),
+        finished_at=ts(row["finished_at"]),
+    )
+
+
+def _column_value(task: Task, name: str) -> Any:
+    value = getattr(task, name)
+    return json.dumps(value, sort_keys=True) if name in _JSON_FIELDS else value
+
+
+@frozen
+class SqlTasks:
+    db: Session
+
+    async def add(self, task: Task) -> None:
+        names = [name.strip() for name in _TASK_COLUMNS.split(",")]
+        try:
+            await self.db.insert(
+                f"INSERT INTO task ({_TASK_COLUMNS})"
+                f" VALUES ({', '.join(':' + name for name in names)})",
+                **{name: _column_value(task, name) for name in names},
+            )
+        except DuplicateKey as exc:
+            raise Conflict(f"duplicate task id {task.task_id}") from exc
+
+    async def get(self, task_id: str, *, for_update: bool = False) -> Task | None:
+        lock = self.db.dialect.for_update if for_update else ""
+        row = await self.db.one(
+            f"SELECT {_TASK_COLUMNS} FROM task WHERE task_id = :task_id{lock}", task_id=task_id
+        )
+        return None if row is None else _task(row, self.db)
+
+    async def by_trigger(self, trigger_id: str) -> Sequence[Task]:
+        rows = await self.db.all(
+            f"SELECT {_TASK_COLUMNS} FROM task WHERE trigger_id = :trigger_id ORDER BY id",
+            trigger_id=trigger_id,
+        )
+        return [_task(row, self.db) for row in rows]
+
+    async def save(self, task: Task, expected: TaskStatus) -> bool:
+        assignments = ", ".join(f"{name} = :{name}" for name in MUTABLE_FIELDS)
+        matched = await self.db.execute(
+            f"UPDATE task SET {assignments} WHERE task_id = :task_id AND status = :expected",
+            task_id=task.task_id,
+            expected=expected,
+            **{name: _column_value(task, name) for name in MUTABLE_FIELDS},
+        )
+        return matched == 1
+
+    async def mark_refunded(self, task_id: str) -> bool:
+        matched = await self.db.execute(
+            "UPDATE task SET refunded = 1 WHERE task_id = :task_id AND refunded = 0",
+            task_id=task_id,
+        )
+        return matched == 1
+
+    @staticmethod
+    def _where(query: TaskQuery) -> tuple[str, dict[str, Any]]:
+        clauses, params = ["1 = 1"], {}
+        if query.account_id is not None:
+            clauses.append("account_id = :account_id")
+            params["account_id"] = query.account_id
+        if query.status is not None:
+            clauses.append("status = :status")
+            params["status"] = query.status
+        return " AND ".join(clauses), params
+
+    async def query(self, query: TaskQuery) -> Sequence[Task]:
+        where, params = self._where(query)
+        rows = await self.db.all(
+            f"SELECT {_TASK_COLUMNS} FROM task WHERE {where}"
+            " ORDER BY id DESC LIMIT :limit OFFSET :offset",
+            limit=query.limit,
+            offset=query.offset,
+            **params,
+        )
+        return [_task(row, self.db) for row in rows]
+
+    async def count(self, query: TaskQuery) -> int:
+        where, params = self._where(query)
+        return int(await self.db.scalar(f"SELECT COUNT(*) FROM task WHERE {where}", **params))
+
+
+@frozen
+class SqlSettings:
+    db: Session
+
+    async def get(self, name: str) -> str | None:
+        value = await self.db.scalar("SELECT value FROM mjcore_setting WHERE name = :name", name=name)
+        return None if value is None else str(value)
+
+    async def put_if_absent(self, name: str, value: str) -> str:
+        if_absent = self.db.dialect.if_absent.format(key="name")
+        await self.db.execute(
+            f"INSERT INTO mjcore_setting (name, value) VALUES (:name, :value){if_absent}",
+            name=name,
+            value=value,
+        )
+        stored = await self.get(name)
+        assert stored is not None
+        return stored
+
+
+@frozen
+class SqlStats:
+    db: Session
+
+    async def counts(self) -> Counts:
+        row = await self.db.one(
+            "SELECT"
+            " (SELECT COUNT(*) FROM user_info WHERE deleted_at IS NULL) AS accounts,"
+            " (SELECT COUNT(*) FROM task) AS tasks,"
+            " (SELECT COUNT(*) FROM task WHERE status = :success) AS successful_tasks,"
+            " (SELECT COUNT(*) FROM redemption_code) AS codes,"
+            " (SELECT COUNT(redeemed_by) FROM redemption_code) AS used_codes,"
+            " (SELECT COALESCE(SUM(token_total - token_use), 0) FROM user_info"
+            "  WHERE deleted_at IS NULL) AS credits",
+            success=TaskStatus.SUCCESS,
+        )
+        assert row is not None
+        return Counts(
+            accounts=int(row["accounts"]),
+            tasks=int(row["tasks"]),
+            successful_tasks=int(row["successful_tasks"]),
+            codes=int(row["codes"]),
+            used_codes=int(row["used_codes"]),
+            credits=int(row["credits"]),
+        )

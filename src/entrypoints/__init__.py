@@ -1,0 +1,1 @@
+"""Entrypoints: settings, the composition root, the CLI and the Starlette app."""

@@ -1,0 +1,90 @@
+"""The one composition root: settings in, wired services out. Nothing runs at import."""
+
+from __future__ import annotations
+
+from attrs import define, field
+
+from mjcore.clock import Clock, system_clock
+from mjcore.ports import Store
+from mjcore.pricing import Prices
+
+from .settings import Settings
+
+
+class StoreUnavailable(Exception):
+    """The configured database could not be opened or migrated."""
+
+
+async def open_store(url: str, pool_size: int = 10) -> Store:
+    """Pick the store adapter by URL scheme; drivers are imported only when chosen."""
+    scheme = url.split("://", 1)[0]
+    if scheme == "memory":
+        from adapters.memory import MemoryStore
+
+        return MemoryStore()
+    from adapters.sql import SqlStore
+
+    if scheme == "sqlite":
+        from adapters.sql.sqlite import open_sqlite
+
+        return SqlStore(await open_sqlite(url, pool_size))
+    if scheme in ("mysql", "mariadb"):
+        from adapters.sql.mysql import open_mysql
+
+        return SqlStore(await open_mysql(url, pool_size))
+    if scheme in ("postgres", "postgresql"):
+        from adapters.sql.postgres import open_postgres
+
+        return SqlStore(await open_postgres(url.replace("postgres://", "postgresql://", 1), pool_size))
+    raise ValueError(f"no store for {scheme!r} URLs")
+
+
+@define
+class Services:
+    """What the entrypoints use: the store, the clock, the prices and the settings."""
+
+    settings: Settings
+    store: Store
+    clock: Clock = field(default=system_clock)
+    applied_migrations: tuple[int, ...] = ()
+
+    @property
+    def prices(self) -> Prices:
+        return self.settings.prices
+
+    async def aclose(self) -> None:
+        await self.store.close()
+
+
+async def bootstrap(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    clock: Clock = system_clock,
+    migrate: bool = True,
+) -> Services:
+    """Open the store named by the settings (or use ``store``) and bring its schema up."""
+    where = redacted_url(settings.database_url)
+    if store is None:
+        try:
+            store = await open_store(settings.database_url, settings.db_pool_size)
+        except Exception as exc:
+            raise StoreUnavailable(f"cannot open the database {where}: {exc}") from exc
+    try:
+        applied = tuple(await store.migrate()) if migrate else ()
+    except BaseException as exc:
+        await store.close()
+        if isinstance(exc, Exception):
+            raise StoreUnavailable(f"cannot migrate the database {where}: {exc}") from exc
+        raise
+    return Services(settings, store, clock, applied)
+
+
+def redacted_url(url: str) -> str:
+    """The database URL without its password, for messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"

@@ -1,0 +1,233 @@
+"""Settings from the environment (``MJCORE_`` prefix); a bad value is one clear line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from attrs import field, frozen
+
+from mjcore.errors import InvalidAmount
+from mjcore.pricing import DEFAULT_PRICE, Prices
+
+PREFIX = "MJCORE_"
+STORE_SCHEMES = ("memory", "sqlite", "mysql", "mariadb", "postgres", "postgresql")
+# the yokonsan/midjourney-api names, accepted when the MJCORE_ name is not set
+FALLBACKS = {
+    "DISCORD_USER_TOKEN": "USER_TOKEN",
+    "DISCORD_GUILD_ID": "GUILD_ID",
+    "DISCORD_CHANNEL_ID": "CHANNEL_ID",
+    "MJ_IMAGINE_VERSION": "DRAW_VERSION",
+    "MJ_CONCURRENCY": "CONCUR_SIZE",
+    "MJ_QUEUE_SIZE": "WAIT_SIZE",
+}
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """One or more settings are invalid; each line of the message names one."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@frozen
+class Settings:
+    """Everything the service can be told. Defaults give a working SQLite server."""
+
+    database_url: str = "sqlite:///./mjcore.db"
+    db_pool_size: int = 10
+    public_url: str = "http://localhost:8086"
+    jwt_secret: str | None = field(default=None, repr=False)
+    jwt_ttl_s: int = 7 * 24 * 3600
+    admin_username: str | None = None
+    admin_password: str | None = field(default=None, repr=False)
+    callback_secret: str | None = field(default=None, repr=False)
+    image_dir: str = "./images"
+    max_upload_bytes: int = 10 * 1024 * 1024
+    discord_api_url: str = "https://discord.com/api/v9"
+    discord_user_token: str | None = field(default=None, repr=False)
+    discord_guild_id: str | None = None
+    discord_channel_id: str | None = None
+    mj_application_id: str = "936929561302675456"
+    mj_imagine_id: str = "938956540159881230"
+    mj_imagine_version: str = "1237876415471554623"
+    mj_describe_id: str = "1092492867185950852"
+    mj_describe_version: str = "1237876415471554625"
+    mj_concurrency: int = 3
+    mj_queue_size: int = 10
+    mj_timeout_s: int = 300
+    banned_words: tuple[str, ...] = ()
+    fireworks_api_key: str | None = field(default=None, repr=False)
+    fireworks_base_url: str = "https://api.fireworks.ai/inference/v1"
+    fireworks_model: str = "flux-1-schnell-fp8"
+    fireworks_timeout_s: float = 120.0
+    prices: Prices = field(factory=Prices)
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Read ``MJCORE_*`` (and the yokonsan fallbacks); raise :class:`SettingsError`."""
+        reader = _Reader(env)
+        values: dict[str, Any] = {
+            "database_url": reader.get("DATABASE_URL", _store_url),
+            "db_pool_size": reader.get("DB_POOL_SIZE", _int_between(1, 1000)),
+            "public_url": reader.get("PUBLIC_URL", _http_url),
+            "jwt_secret": reader.get("JWT_SECRET", _secret),
+            "jwt_ttl_s": reader.get("JWT_TTL_S", _int_between(60, 10 * 365 * 24 * 3600)),
+            "admin_username": reader.get("ADMIN_USERNAME", _text),
+            "admin_password": reader.get("ADMIN_PASSWORD", _text),
+            "callback_secret": reader.get("CALLBACK_SECRET", _text),
+            "image_dir": reader.get("IMAGE_DIR", _text),
+            "max_upload_bytes": reader.get("MAX_UPLOAD_BYTES", _int_between(1, 1 << 30)),
+            "discord_api_url": reader.get("DISCORD_API_URL", _http_url),
+            "discord_user_token": reader.get("DISCORD_USER_TOKEN", _text),
+            "discord_guild_id": reader.get("DISCORD_GUILD_ID", _snowflake),
+            "discord_channel_id": reader.get("DISCORD_CHANNEL_ID", _snowflake),
+            "mj_application_id": reader.get("MJ_APPLICATION_ID", _snowflake),
+            "mj_imagine_id": reader.get("MJ_IMAGINE_ID", _snowflake),
+            "mj_imagine_version": reader.get("MJ_IMAGINE_VERSION", _snowflake),
+            "mj_describe_id": reader.get("MJ_DESCRIBE_ID", _snowflake),
+            "mj_describe_version": reader.get("MJ_DESCRIBE_VERSION", _snowflake),
+            "mj_concurrency": reader.get("MJ_CONCURRENCY", _int_between(1, 1000)),
+            "mj_queue_size": reader.get("MJ_QUEUE_SIZE", _int_between(0, 100_000)),
+            "mj_timeout_s": reader.get("MJ_TIMEOUT_S", _int_between(1, 7 * 24 * 3600)),
+            "banned_words": reader.get("BANNED_WORDS", _word_list),
+            "fireworks_api_key": reader.get("FIREWORKS_API_KEY", _text),
+            "fireworks_base_url": reader.get("FIREWORKS_BASE_URL", _http_url),
+            "fireworks_model": reader.get("FIREWORKS_MODEL", _text),
+            "fireworks_timeout_s": reader.get("FIREWORKS_TIMEOUT_S", _seconds),
+            "prices": reader.get("PRICES", _prices),
+            "log_level": reader.get("LOG_LEVEL", _log_level),
+        }
+        if reader.problems:
+            raise SettingsError(reader.problems)
+        return cls(**{name: value for name, value in values.items() if value is not None})
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def get(self, name: str, parse: Callable[[str], T]) -> T | None:
+        key = PREFIX + name
+        raw = self.env.get(key)
+        if raw is None and name in FALLBACKS:
+            key = FALLBACKS[name]
+            raw = self.env.get(key)
+        if raw is None or raw.strip() == "":
+            return None
+        try:
+            return parse(raw.strip())
+        except ValueError as exc:
+            shown = "(hidden)" if _is_secret(name) else repr(raw)
+            self.problems.append(f"{key}: {exc} (got {shown})")
+            return None
+
+
+def _is_secret(name: str) -> bool:
+    return any(word in name for word in ("SECRET", "PASSWORD", "TOKEN", "KEY"))
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+def _secret(raw: str) -> str:
+    if len(raw) < 16:
+        raise ValueError("must be at least 16 characters")
+    return raw
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"must be a whole number from {low} to {high}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("must be a number of seconds above 0") from None
+    if not 0 < value <= 3600:
+        raise ValueError("must be a number of seconds above 0 and at most 3600")
+    return value
+
+
+def _snowflake(raw: str) -> str:
+    if not raw.isdigit():
+        raise ValueError("must be a Discord id (digits only)")
+    return raw
+
+
+def _http_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http:// or https:// URL")
+    return raw.rstrip("/")
+
+
+def _store_url(raw: str) -> str:
+    scheme = raw.split("://", 1)[0] if "://" in raw else ""
+    if scheme not in STORE_SCHEMES:
+        raise ValueError(
+            "must be sqlite:///path, mysql://user:pass@host:port/db,"
+            " postgresql://user:pass@host:port/db or memory://"
+        )
+    if scheme == "sqlite" and not raw.startswith("sqlite:///"):
+        raise ValueError("must be sqlite:///relative/path.db or sqlite:////absolute/path.db")
+    if scheme not in ("memory", "sqlite") and not urlsplit(raw).path.strip("/"):
+        raise ValueError("must name a database, e.g. mysql://root@127.0.0.1:3306/test")
+    return raw
+
+
+def _word_list(raw: str) -> tuple[str, ...]:
+    return tuple(word.strip().lower() for word in raw.split(",") if word.strip())
+
+
+def _prices(raw: str) -> Prices:
+    """``imagine=2,upscale=1`` or a JSON object; ``default`` sets the price of the rest."""
+    try:
+        table = json.loads(raw) if raw.startswith("{") else dict(_pairs(raw))
+    except (json.JSONDecodeError, TypeError):
+        raise ValueError("must be action=price pairs (imagine=2,default=1) or a JSON object") from None
+    if not isinstance(table, dict):
+        raise ValueError("must be a JSON object of action to price")
+    default = table.pop("default", DEFAULT_PRICE)
+    try:
+        return Prices(table, default)
+    except InvalidAmount as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _pairs(raw: str) -> list[tuple[str, int]]:
+    pairs = []
+    for item in raw.split(","):
+        action, sep, price = item.partition("=")
+        if not sep or not action.strip():
+            raise TypeError(item)
+        try:
+            pairs.append((action.strip(), int(price)))
+        except ValueError:
+            raise TypeError(item) from None
+    return pairs
+
+
+def _log_level(raw: str) -> str:
+    level = raw.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return level

@@ -1,0 +1,172 @@
+"""The ports: what the core needs from storage. Adapters fit them structurally."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol
+
+from attrs import frozen
+
+from .accounts import Account
+from .codes import RedemptionCode
+from .ledger import LedgerEntry, Tally
+from .tasks import Task, TaskStatus
+
+
+@frozen
+class NewAccount:
+    """The fields of an account about to be created."""
+
+    user_name: str
+    app_key_digest: str
+    token_total: int
+    created_at: datetime
+    password_hash: str | None = None
+
+
+@frozen
+class TaskQuery:
+    """Which tasks to list: one account's (or all), optionally by status, newest first."""
+
+    account_id: int | None = None
+    status: TaskStatus | None = None
+    limit: int = 20
+    offset: int = 0
+
+
+@frozen
+class Counts:
+    """Totals for ``stats``."""
+
+    accounts: int
+    tasks: int
+    successful_tasks: int
+    codes: int
+    used_codes: int
+    credits: int
+
+
+class AccountRepository(Protocol):
+    async def add(self, new: NewAccount) -> Account:
+        """Insert; raise :class:`~mjcore.errors.UserNameTaken` if the name is in use."""
+
+    async def get(self, account_id: int, *, for_update: bool = False) -> Account | None: ...
+
+    async def by_name(self, user_name: str, *, for_update: bool = False) -> Account | None: ...
+
+    async def by_key_digest(self, digest: str) -> Account | None: ...
+
+    async def list(self, limit: int, offset: int = 0) -> Sequence[Account]:
+        """Accounts (deleted ones too) by id."""
+
+    async def debit(self, account_id: int, cost: int, now: datetime) -> bool:
+        """``token_use += cost`` only if the balance covers it; True if it did."""
+
+    async def change_use(self, account_id: int, delta: int, now: datetime) -> None:
+        """``token_use += delta`` unconditionally (refunds and resets)."""
+
+    async def change_total(self, account_id: int, delta: int, now: datetime) -> None:
+        """``token_total += delta`` unconditionally (grants and adjustments)."""
+
+    async def update_flags(
+        self,
+        account_id: int,
+        now: datetime,
+        *,
+        disabled: bool | None = None,
+        deleted_at: datetime | None = None,
+        password_hash: str | None = None,
+        app_key_digest: str | None = None,
+    ) -> None:
+        """Set whichever of these fields is given."""
+
+
+class LedgerRepository(Protocol):
+    async def append(self, entry: LedgerEntry) -> None: ...
+
+    async def entries(self, account_id: int) -> Sequence[LedgerEntry]:
+        """The account's entries, oldest first."""
+
+    async def tallies(self) -> Sequence[Tally]:
+        """Every account's counters beside the sums of its entries."""
+
+
+class CodeRepository(Protocol):
+    async def add_many(self, codes: Sequence[RedemptionCode]) -> None:
+        """Insert codes; raise :class:`~mjcore.errors.Conflict` on a duplicate."""
+
+    async def get(self, code: str) -> RedemptionCode | None: ...
+
+    async def redeem(self, code: str, account_id: int, now: datetime) -> bool:
+        """Mark the code used by ``account_id`` if unused and unexpired; True if it did."""
+
+
+class TaskRepository(Protocol):
+    async def add(self, task: Task) -> None: ...
+
+    async def get(self, task_id: str, *, for_update: bool = False) -> Task | None: ...
+
+    async def by_trigger(self, trigger_id: str) -> Sequence[Task]:
+        """Tasks sharing a provider trigger id, oldest first."""
+
+    async def save(self, task: Task, expected: TaskStatus) -> bool:
+        """Write the task's mutable fields if its stored status is still ``expected``."""
+
+    async def mark_refunded(self, task_id: str) -> bool:
+        """Set ``refunded`` if it was not set; True for the one caller that set it."""
+
+    async def query(self, query: TaskQuery) -> Sequence[Task]: ...
+
+    async def count(self, query: TaskQuery) -> int: ...
+
+
+class SettingRepository(Protocol):
+    """Small named values the service keeps for itself (e.g. a generated JWT secret)."""
+
+    async def get(self, name: str) -> str | None: ...
+
+    async def put_if_absent(self, name: str, value: str) -> str:
+        """Store ``value`` unless one exists; return the stored one."""
+
+
+class StatsRepository(Protocol):
+    async def counts(self) -> Counts: ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction. Changes are kept only if :meth:`commit` is called."""
+
+    accounts: AccountRepository
+    ledger: LedgerRepository
+    codes: CodeRepository
+    tasks: TaskRepository
+    settings: SettingRepository
+    stats: StatsRepository
+
+    async def commit(self) -> None: ...
+
+    async def __aenter__(self) -> UnitOfWork: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class Store(Protocol):
+    """A storage backend: hands out units of work."""
+
+    def unit_of_work(self, *, readonly: bool = False) -> UnitOfWork:
+        """A new transaction; ``readonly`` promises no writes (lets SQLite skip the lock)."""
+
+    async def ping(self) -> None:
+        """Raise if the database does not answer."""
+
+    async def migrate(self) -> Sequence[int]:
+        """Bring the schema up to date; return the versions applied now."""
+
+    async def close(self) -> None: ...

@@ -1,0 +1,170 @@
+"""Account use cases: create, authenticate, look up, and the operator's counter verbs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from attrs import frozen
+
+from ..accounts import Account, check_user_name, digest_app_key, new_app_key
+from ..clock import Clock
+from ..errors import AccountNotFound, AccountUnavailable, InvalidAmount, InvalidAppKey
+from ..ledger import EntryKind, LedgerEntry
+from ..ports import NewAccount, Store, UnitOfWork
+
+DEFAULT_TOKENS = 100
+MAX_TOKENS = 2**31 - 1  # the seed's int(11) counters
+
+
+@frozen
+class CreatedAccount:
+    """A new account and its app key, which is shown this once and never stored."""
+
+    account: Account
+    app_key: str
+
+
+def check_tokens(value: int, what: str = "token total") -> int:
+    """A counter value: a whole number from 0 to 2**31-1."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_TOKENS:
+        raise InvalidAmount(f"{what} must be a whole number from 0 to {MAX_TOKENS}")
+    return value
+
+
+async def create_account(
+    store: Store,
+    clock: Clock,
+    user_name: str,
+    tokens: int = DEFAULT_TOKENS,
+    *,
+    password_hash: str | None = None,
+) -> CreatedAccount:
+    """Create an account holding ``tokens`` credits, granted through the ledger."""
+    check_user_name(user_name)
+    check_tokens(tokens)
+    app_key = new_app_key()
+    now = clock()
+    async with store.unit_of_work() as uow:
+        account = await uow.accounts.add(
+            NewAccount(user_name, digest_app_key(app_key), tokens, now, password_hash)
+        )
+        if tokens:
+            await uow.ledger.append(
+                LedgerEntry(account.id, tokens, EntryKind.GRANT, "account:create", now)
+            )
+        await uow.commit()
+    return CreatedAccount(account, app_key)
+
+
+async def authenticate_key(store: Store, app_key: str) -> Account:
+    """The active account holding ``app_key``.
+
+    Raises :class:`InvalidAppKey` for an unknown key and :class:`AccountUnavailable`
+    for the key of a disabled or deleted account.
+    """
+    async with store.unit_of_work(readonly=True) as uow:
+        account = await uow.accounts.by_key_digest(digest_app_key(app_key))
+    if account is None:
+        raise InvalidAppKey("no account has this app key")
+    if not account.active:
+        raise AccountUnavailable(f"account {account.user_name!r} is disabled or deleted")
+    return account
+
+
+async def get_account(store: Store, user_name: str) -> Account:
+    async with store.unit_of_work(readonly=True) as uow:
+        account = await uow.accounts.by_name(user_name)
+    if account is None:
+        raise AccountNotFound(f"no account named {user_name!r}")
+    return account
+
+
+async def get_account_by_id(store: Store, account_id: int) -> Account:
+    async with store.unit_of_work(readonly=True) as uow:
+        account = await uow.accounts.get(account_id)
+    if account is None:
+        raise AccountNotFound(f"no account with id {account_id}")
+    return account
+
+
+async def get_account_by_key(store: Store, app_key: str) -> Account:
+    """The account holding ``app_key``, active or not."""
+    async with store.unit_of_work(readonly=True) as uow:
+        account = await uow.accounts.by_key_digest(digest_app_key(app_key))
+    if account is None:
+        raise AccountNotFound("no account has this app key")
+    return account
+
+
+async def list_accounts(store: Store, limit: int = 1000, offset: int = 0) -> Sequence[Account]:
+    async with store.unit_of_work(readonly=True) as uow:
+        return await uow.accounts.list(limit, offset)
+
+
+async def _locked_by_key(uow: UnitOfWork, app_key: str) -> Account:
+    found = await uow.accounts.by_key_digest(digest_app_key(app_key))
+    account = found and await uow.accounts.get(found.id, for_update=True)
+    if account is None:
+        raise AccountNotFound("no account has this app key")
+    return account
+
+
+async def update_tokens(store: Store, clock: Clock, app_key: str, total: int) -> Account:
+    """Set ``token_total``; the difference is written to the ledger as an adjustment."""
+    check_tokens(total)
+    now = clock()
+    async with store.unit_of_work() as uow:
+        account = await _locked_by_key(uow, app_key)
+        delta = total - account.token_total
+        if delta:
+            await uow.accounts.change_total(account.id, delta, now)
+            await uow.ledger.append(
+                LedgerEntry(account.id, delta, EntryKind.ADJUST, "cli:update-tokens", now)
+            )
+        updated = await uow.accounts.get(account.id)
+        await uow.commit()
+    assert updated is not None
+    return updated
+
+
+async def reset_usage(store: Store, clock: Clock, app_key: str) -> Account:
+    """Set ``token_use`` to 0; the credits it gives back are written as a reset entry."""
+    now = clock()
+    async with store.unit_of_work() as uow:
+        account = await _locked_by_key(uow, app_key)
+        if account.token_use:
+            await uow.accounts.change_use(account.id, -account.token_use, now)
+            await uow.ledger.append(
+                LedgerEntry(account.id, account.token_use, EntryKind.RESET, "cli:reset-usage", now)
+            )
+        updated = await uow.accounts.get(account.id)
+        await uow.commit()
+    assert updated is not None
+    return updated
+
+
+async def set_disabled(store: Store, clock: Clock, user_name: str, disabled: bool) -> Account:
+    """Disable (or re-enable) an account; its key and tokens stop working while disabled."""
+    async with store.unit_of_work() as uow:
+        account = await uow.accounts.by_name(user_name, for_update=True)
+        if account is None:
+            raise AccountNotFound(f"no account named {user_name!r}")
+        await uow.accounts.update_flags(account.id, clock(), disabled=disabled)
+        updated = await uow.accounts.get(account.id)
+        await uow.commit()
+    assert updated is not None
+    return updated
+
+
+async def delete_account(store: Store, clock: Clock, user_name: str) -> Account:
+    """Soft-delete: the row and its ledger stay (the invariant keeps holding), access ends."""
+    now = clock()
+    async with store.unit_of_work() as uow:
+        account = await uow.accounts.by_name(user_name, for_update=True)
+        if account is None or account.deleted_at is not None:
+            raise AccountNotFound(f"no account named {user_name!r}")
+        await uow.accounts.update_flags(account.id, now, deleted_at=now)
+        updated = await uow.accounts.get(account.id)
+        await uow.commit()
+    assert updated is not None
+    return updated

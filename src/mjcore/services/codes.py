@@ -1,0 +1,89 @@
+"""Redemption-code use cases: issue a batch, redeem one."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ..clock import Clock
+from ..codes import (
+    MAX_CODE_CREDITS,
+    MAX_CODES_PER_BATCH,
+    Redemption,
+    RedemptionCode,
+    new_code,
+    normalize_code,
+)
+from ..errors import (
+    AccountNotFound,
+    AccountUnavailable,
+    CodeAlreadyRedeemed,
+    CodeExpired,
+    CodeNotFound,
+    Conflict,
+    InvalidAmount,
+)
+from ..ports import Store
+from . import credits
+
+_ISSUE_ATTEMPTS = 3
+
+
+def _check_range(value: int, low: int, high: int, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidAmount(f"{what} must be a whole number from {low} to {high}")
+    return value
+
+
+async def issue_codes(
+    store: Store,
+    clock: Clock,
+    credits_each: int,
+    count: int,
+    *,
+    expires_at: datetime | None = None,
+) -> list[RedemptionCode]:
+    """Create ``count`` (1–1000) new codes worth ``credits_each`` (≥1) each."""
+    _check_range(credits_each, 1, MAX_CODE_CREDITS, "credits")
+    _check_range(count, 1, MAX_CODES_PER_BATCH, "count")
+    now = clock()
+    for attempt in range(_ISSUE_ATTEMPTS):
+        texts: set[str] = set()
+        while len(texts) < count:
+            texts.add(new_code())
+        codes = [RedemptionCode(text, credits_each, now, expires_at) for text in sorted(texts)]
+        try:
+            async with store.unit_of_work() as uow:
+                await uow.codes.add_many(codes)
+                await uow.commit()
+        except Conflict:  # 32**16 codes: a collision is next to impossible, but not quite
+            if attempt + 1 == _ISSUE_ATTEMPTS:
+                raise
+            continue
+        return codes
+    raise AssertionError("unreachable")
+
+
+async def redeem_code(store: Store, clock: Clock, account_id: int, text: str) -> Redemption:
+    """Credit the code's value to the account, once, whoever else tries at the same time."""
+    code = normalize_code(text)
+    now = clock()
+    async with store.unit_of_work() as uow:
+        account = await uow.accounts.get(account_id)
+        if account is None:
+            raise AccountNotFound(f"no account with id {account_id}")
+        if not account.active:
+            raise AccountUnavailable(f"account {account.user_name!r} is disabled or deleted")
+        found = await uow.codes.get(code)
+        if found is None:
+            raise CodeNotFound(f"no redemption code {code}")
+        if found.redeemed_by is not None:
+            raise CodeAlreadyRedeemed(f"code {code} was already redeemed")
+        if found.expired(now):
+            raise CodeExpired(f"code {code} has expired")
+        if not await uow.codes.redeem(code, account_id, now):
+            raise CodeAlreadyRedeemed(f"code {code} was already redeemed")  # someone else's update won
+        await credits.grant(uow, account_id, found.credits, f"code:{code}", now)
+        after = await uow.accounts.get(account_id)
+        await uow.commit()
+    assert after is not None
+    return Redemption(found.credits, after.credits)

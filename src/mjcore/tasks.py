@@ -1,0 +1,109 @@
+"""Generation tasks of either provider and their status machine."""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from attrs import evolve, field, frozen
+
+from .errors import InvalidTransition
+
+
+class TaskStatus(enum.StrEnum):
+    NOT_START = "NOT_START"
+    SUBMITTED = "SUBMITTED"
+    IN_PROGRESS = "IN_PROGRESS"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (TaskStatus.SUCCESS, TaskStatus.FAILURE)
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {
+    TaskStatus.NOT_START: 0,
+    TaskStatus.SUBMITTED: 1,
+    TaskStatus.IN_PROGRESS: 2,
+    TaskStatus.SUCCESS: 3,
+    TaskStatus.FAILURE: 3,
+}
+
+
+class Provider(enum.StrEnum):
+    MIDJOURNEY = "midjourney"
+    FIREWORKS = "fireworks"
+
+
+def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return dict(value or {})
+
+
+@frozen
+class Task:
+    """One job: what was asked, by whom, what it cost, and where it got to."""
+
+    task_id: str
+    account_id: int
+    provider: Provider
+    action: str
+    prompt: str
+    cost: int
+    created_at: datetime
+    status: TaskStatus = TaskStatus.NOT_START
+    params: Mapping[str, Any] = field(factory=dict, converter=_frozen_mapping)
+    parent_task_id: str | None = None
+    progress: int = 0
+    image_url: str | None = None
+    fail_reason: str | None = None
+    trigger_id: str | None = None
+    msg_id: str | None = None
+    msg_hash: str | None = None
+    provider_ref: str | None = None
+    result: Mapping[str, Any] = field(factory=dict, converter=_frozen_mapping)
+    refunded: bool = False
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    def advance(self, to: TaskStatus, now: datetime, **changes: Any) -> Task:
+        """The task moved to ``to`` (forward only; terminal states are final)."""
+        if self.status.terminal or to.rank < self.status.rank:
+            raise InvalidTransition(f"task {self.task_id}: {self.status} -> {to}")
+        if to in (TaskStatus.SUBMITTED, TaskStatus.IN_PROGRESS) and self.started_at is None:
+            changes.setdefault("started_at", now)
+        if to.terminal:
+            changes.setdefault("finished_at", now)
+            if self.started_at is None:
+                changes.setdefault("started_at", now)
+        if to is TaskStatus.SUCCESS:
+            changes.setdefault("progress", 100)
+        return evolve(self, status=to, **changes)
+
+
+MUTABLE_FIELDS = (
+    "status",
+    "progress",
+    "image_url",
+    "fail_reason",
+    "trigger_id",
+    "msg_id",
+    "msg_hash",
+    "provider_ref",
+    "result",
+    "started_at",
+    "finished_at",
+)
+"""What :meth:`TaskRepository.save` writes; ``refunded`` is only set by ``mark_refunded``."""
+
+
+def new_task_id() -> str:
+    """An opaque, unguessable task id."""
+    return secrets.token_hex(10)

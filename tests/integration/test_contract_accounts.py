@@ -1,0 +1,141 @@
+"""Contract: accounts and the operator's counter verbs, on every store."""
+
+from __future__ import annotations
+
+import pytest
+
+from mjcore.accounts import digest_app_key
+from mjcore.errors import (
+    AccountNotFound,
+    AccountUnavailable,
+    InvalidAmount,
+    InvalidAppKey,
+    InvalidUserName,
+    UserNameTaken,
+)
+from mjcore.ledger import EntryKind
+from mjcore.ports import Store
+from mjcore.pricing import Prices
+from mjcore.services import accounts, reports
+from mjcore.services.tasks import reserve_task
+from mjcore.tasks import Provider
+
+from ..support import FakeClock
+
+
+async def test_create_account_grants_tokens_through_the_ledger(store: Store, clock: FakeClock) -> None:
+    created = await accounts.create_account(store, clock, "testuser", 500)
+
+    assert created.account.token_total == 500
+    assert created.account.token_use == 0
+    async with store.unit_of_work(readonly=True) as uow:
+        entries = await uow.ledger.entries(created.account.id)
+    assert [(e.kind, e.delta) for e in entries] == [(EntryKind.GRANT, 500)]
+
+
+async def test_only_the_app_key_digest_is_stored(store: Store, clock: FakeClock) -> None:
+    created = await accounts.create_account(store, clock, "alice", 5)
+
+    assert len(created.app_key) >= 32
+    stored = await accounts.get_account(store, "alice")
+    assert stored.app_key_digest == digest_app_key(created.app_key)
+    assert created.app_key not in repr(stored)
+
+
+async def test_authenticate_by_key_finds_the_account(store: Store, clock: FakeClock) -> None:
+    created = await accounts.create_account(store, clock, "alice", 5)
+
+    found = await accounts.authenticate_key(store, created.app_key)
+
+    assert found.id == created.account.id
+
+
+async def test_unknown_key_is_refused(store: Store, clock: FakeClock) -> None:
+    await accounts.create_account(store, clock, "alice", 5)
+
+    with pytest.raises(InvalidAppKey):
+        await accounts.authenticate_key(store, "not-a-key")
+
+
+async def test_key_of_disabled_or_deleted_account_is_refused(store: Store, clock: FakeClock) -> None:
+    bob = await accounts.create_account(store, clock, "bob", 5)
+    carol = await accounts.create_account(store, clock, "carol", 5)
+
+    await accounts.set_disabled(store, clock, "bob", True)
+    await accounts.delete_account(store, clock, "carol")
+
+    for key in (bob.app_key, carol.app_key):
+        with pytest.raises(AccountUnavailable):
+            await accounts.authenticate_key(store, key)
+    await accounts.set_disabled(store, clock, "bob", False)
+    assert (await accounts.authenticate_key(store, bob.app_key)).user_name == "bob"
+
+
+async def test_user_names_are_unique(store: Store, clock: FakeClock) -> None:
+    await accounts.create_account(store, clock, "alice", 5)
+
+    with pytest.raises(UserNameTaken):
+        await accounts.create_account(store, clock, "alice", 7)
+    assert len(await accounts.list_accounts(store)) == 1
+
+
+@pytest.mark.parametrize("name", ["", "a" * 65, "has space", "ünï", "semi;colon"])
+async def test_invalid_user_names_are_refused(store: Store, clock: FakeClock, name: str) -> None:
+    with pytest.raises(InvalidUserName):
+        await accounts.create_account(store, clock, name, 5)
+    assert await accounts.list_accounts(store) == []
+
+
+@pytest.mark.parametrize("tokens", [-1, 2**31])
+async def test_token_counts_out_of_range_are_refused(
+    store: Store, clock: FakeClock, tokens: int
+) -> None:
+    with pytest.raises(InvalidAmount):
+        await accounts.create_account(store, clock, "alice", tokens)
+
+
+async def test_update_tokens_writes_an_adjust_entry(store: Store, clock: FakeClock) -> None:
+    created = await accounts.create_account(store, clock, "alice", 500)
+
+    raised = await accounts.update_tokens(store, clock, created.app_key, 800)
+    lowered = await accounts.update_tokens(store, clock, created.app_key, 300)
+
+    assert (raised.token_total, lowered.token_total) == (800, 300)
+    async with store.unit_of_work(readonly=True) as uow:
+        entries = await uow.ledger.entries(created.account.id)
+    assert [(e.kind, e.delta) for e in entries] == [
+        (EntryKind.GRANT, 500),
+        (EntryKind.ADJUST, 300),
+        (EntryKind.ADJUST, -500),
+    ]
+    assert (await reports.verify_ledger(store)).ok
+
+
+async def test_reset_usage_writes_a_reset_entry(store: Store, clock: FakeClock) -> None:
+    created = await accounts.create_account(store, clock, "alice", 10)
+    for _ in range(3):
+        await reserve_task(
+            store,
+            clock,
+            Prices(),
+            account_id=created.account.id,
+            provider=Provider.MIDJOURNEY,
+            action="imagine",
+        )
+
+    reset = await accounts.reset_usage(store, clock, created.app_key)
+
+    assert (reset.token_use, reset.credits) == (0, 10)
+    async with store.unit_of_work(readonly=True) as uow:
+        entries = await uow.ledger.entries(created.account.id)
+    assert entries[-1].kind is EntryKind.RESET and entries[-1].delta == 3
+    assert (await reports.verify_ledger(store)).ok
+
+
+async def test_counter_verbs_on_an_unknown_key_are_not_found(store: Store, clock: FakeClock) -> None:
+    with pytest.raises(AccountNotFound):
+        await accounts.update_tokens(store, clock, "nope", 5)
+    with pytest.raises(AccountNotFound):
+        await accounts.reset_usage(store, clock, "nope")
+    with pytest.raises(AccountNotFound):
+        await accounts.get_account_by_key(store, "nope")
