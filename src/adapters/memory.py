@@ -105,15 +105,16 @@ class _Accounts:
         password_hash: str | None = None,
         app_key_digest: str | None = None,
     ) -> None:
-        given = {
-            "disabled": disabled,
-            "deleted_at": deleted_at,
-            "password_hash": password_hash,
-            "app_key_digest": app_key_digest,
-        }
-        changes = {name: value for name, value in given.items() if value is not None}
-        account = self.s.accounts[account_id]
-        self.s.accounts[account_id] = evolve(account, updated_at=now, **changes)
+        account = evolve(self.s.accounts[account_id], updated_at=now)
+        if disabled is not None:
+            account = evolve(account, disabled=disabled)
+        if deleted_at is not None:
+            account = evolve(account, deleted_at=deleted_at)
+        if password_hash is not None:
+            account = evolve(account, password_hash=password_hash)
+        if app_key_digest is not None:
+            account = evolve(account, app_key_digest=app_key_digest)
+        self.s.accounts[account_id] = account
 
 
 @define

@@ -35,7 +35,9 @@ async def open_store(url: str, pool_size: int = 10) -> Store:
     if scheme in ("postgres", "postgresql"):
         from adapters.sql.postgres import open_postgres
 
-        return SqlStore(await open_postgres(url.replace("postgres://", "postgresql://", 1), pool_size))
+        return SqlStore(
+            await open_postgres(url.replace("postgres://", "postgresql://", 1), pool_size)
+        )
     raise ValueError(f"no store for {scheme!r} URLs")
 
 

@@ -50,9 +50,7 @@ def _account_text(account: Account) -> str:
 
 
 async def users_create(services: Services, args: argparse.Namespace) -> Output:
-    created = await accounts.create_account(
-        services.store, services.clock, args.name, args.tokens
-    )
+    created = await accounts.create_account(services.store, services.clock, args.name, args.tokens)
     view = account_view(created.account) | {"app_key": created.app_key}
     text = (
         f"created user {created.account.user_name} with {created.account.token_total} tokens\n"
@@ -110,9 +108,7 @@ async def users_delete(services: Services, args: argparse.Namespace) -> Output:
 
 
 async def codes_create(services: Services, args: argparse.Namespace) -> Output:
-    expires = (
-        services.clock() + timedelta(days=args.expires_days) if args.expires_days else None
-    )
+    expires = services.clock() + timedelta(days=args.expires_days) if args.expires_days else None
     issued = await codes.issue_codes(
         services.store, services.clock, args.credits, args.count, expires_at=expires
     )
@@ -231,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     leaf(commands, "migrate", migrate, "create or migrate the schema")
     ledger = commands.add_parser("ledger", help="the credit ledger")
     ledger_verbs = ledger.add_subparsers(dest="verb", required=True, metavar="VERB")
-    leaf(ledger_verbs, "verify", ledger_verify, "check every account's counters against its entries")
+    leaf(
+        ledger_verbs, "verify", ledger_verify, "check every account's counters against its entries"
+    )
     return parser
 
 

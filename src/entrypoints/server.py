@@ -10,7 +10,9 @@ from .settings import Settings
 def serve(settings: Settings, host: str, port: int, workers: int) -> int:
     import uvicorn
 
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     uvicorn.run(
         "entrypoints.app:create_app_from_env",
         factory=True,

@@ -203,7 +203,9 @@ def _prices(raw: str) -> Prices:
     try:
         table = json.loads(raw) if raw.startswith("{") else dict(_pairs(raw))
     except (json.JSONDecodeError, TypeError):
-        raise ValueError("must be action=price pairs (imagine=2,default=1) or a JSON object") from None
+        raise ValueError(
+            "must be action=price pairs (imagine=2,default=1) or a JSON object"
+        ) from None
     if not isinstance(table, dict):
         raise ValueError("must be a JSON object of action to price")
     default = table.pop("default", DEFAULT_PRICE)

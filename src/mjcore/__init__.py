@@ -93,6 +93,8 @@ __all__ = [
     "TaskRepository",
     "TaskStatus",
     "UnitOfWork",
+    "UserNameTaken",
+    "WeakPassword",
     "check_user_name",
     "digest_app_key",
     "new_app_key",

@@ -49,7 +49,5 @@ def normalize_code(text: str) -> str:
         raise MalformedCode("a redemption code is text")
     code = text.replace(" ", "").replace("-", "").upper()
     if len(code) != CODE_LENGTH or any(ch not in CODE_ALPHABET for ch in code):
-        raise MalformedCode(
-            f"a redemption code is {CODE_LENGTH} characters of {CODE_ALPHABET}"
-        )
+        raise MalformedCode(f"a redemption code is {CODE_LENGTH} characters of {CODE_ALPHABET}")
     return code

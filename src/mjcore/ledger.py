@@ -65,7 +65,11 @@ class LedgerReport:
 
 
 def tally(
-    account_id: int, user_name: str, token_total: int, token_use: int, entries: Iterable[LedgerEntry]
+    account_id: int,
+    user_name: str,
+    token_total: int,
+    token_use: int,
+    entries: Iterable[LedgerEntry],
 ) -> Tally:
     """Sum ``entries`` of one account the way the counters should have moved."""
     moved_total = moved_use = 0

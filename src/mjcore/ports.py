@@ -138,12 +138,23 @@ class StatsRepository(Protocol):
 class UnitOfWork(Protocol):
     """One transaction. Changes are kept only if :meth:`commit` is called."""
 
-    accounts: AccountRepository
-    ledger: LedgerRepository
-    codes: CodeRepository
-    tasks: TaskRepository
-    settings: SettingRepository
-    stats: StatsRepository
+    @property
+    def accounts(self) -> AccountRepository: ...
+
+    @property
+    def ledger(self) -> LedgerRepository: ...
+
+    @property
+    def codes(self) -> CodeRepository: ...
+
+    @property
+    def tasks(self) -> TaskRepository: ...
+
+    @property
+    def settings(self) -> SettingRepository: ...
+
+    @property
+    def stats(self) -> StatsRepository: ...
 
     async def commit(self) -> None: ...
 

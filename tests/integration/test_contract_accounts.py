@@ -23,7 +23,9 @@ from mjcore.tasks import Provider
 from ..support import FakeClock
 
 
-async def test_create_account_grants_tokens_through_the_ledger(store: Store, clock: FakeClock) -> None:
+async def test_create_account_grants_tokens_through_the_ledger(
+    store: Store, clock: FakeClock
+) -> None:
     created = await accounts.create_account(store, clock, "testuser", 500)
 
     assert created.account.token_total == 500
@@ -57,7 +59,9 @@ async def test_unknown_key_is_refused(store: Store, clock: FakeClock) -> None:
         await accounts.authenticate_key(store, "not-a-key")
 
 
-async def test_key_of_disabled_or_deleted_account_is_refused(store: Store, clock: FakeClock) -> None:
+async def test_key_of_disabled_or_deleted_account_is_refused(
+    store: Store, clock: FakeClock
+) -> None:
     bob = await accounts.create_account(store, clock, "bob", 5)
     carol = await accounts.create_account(store, clock, "carol", 5)
 
@@ -132,7 +136,9 @@ async def test_reset_usage_writes_a_reset_entry(store: Store, clock: FakeClock) 
     assert (await reports.verify_ledger(store)).ok
 
 
-async def test_counter_verbs_on_an_unknown_key_are_not_found(store: Store, clock: FakeClock) -> None:
+async def test_counter_verbs_on_an_unknown_key_are_not_found(
+    store: Store, clock: FakeClock
+) -> None:
     with pytest.raises(AccountNotFound):
         await accounts.update_tokens(store, clock, "nope", 5)
     with pytest.raises(AccountNotFound):

@@ -22,7 +22,9 @@ from mjcore.services import accounts, codes, reports
 from ..support import FakeClock
 
 
-async def test_issued_codes_are_sixteen_unambiguous_characters(store: Store, clock: FakeClock) -> None:
+async def test_issued_codes_are_sixteen_unambiguous_characters(
+    store: Store, clock: FakeClock
+) -> None:
     issued = await codes.issue_codes(store, clock, 10, 50)
 
     assert len({c.code for c in issued}) == 50

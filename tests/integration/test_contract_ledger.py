@@ -16,7 +16,9 @@ from mjcore.tasks import Provider, Task, TaskStatus
 from ..support import FakeClock, tamper_total
 
 
-async def _reserve(store: Store, clock: FakeClock, account_id: int, action: str = "imagine") -> Task:
+async def _reserve(
+    store: Store, clock: FakeClock, account_id: int, action: str = "imagine"
+) -> Task:
     return await tasks.reserve_task(
         store,
         clock,
@@ -121,7 +123,9 @@ async def test_successful_task_is_not_refunded_by_a_late_failure(
     account = (await accounts.create_account(store, clock, "alice", 5)).account
     task = await _reserve(store, clock, account.id)
     await tasks.advance_task(store, clock, task.task_id, TaskStatus.SUBMITTED)
-    await tasks.advance_task(store, clock, task.task_id, TaskStatus.SUCCESS, image_url="http://x/1.png")
+    await tasks.advance_task(
+        store, clock, task.task_id, TaskStatus.SUCCESS, image_url="http://x/1.png"
+    )
 
     late = await tasks.fail_task(store, clock, task.task_id, "late error event")
 

@@ -70,7 +70,7 @@ def _compile(style: Paramstyle, sql: str) -> tuple[str, tuple[str, ...]]:
         names.append(match.group(1))
         if style is Paramstyle.NUMERIC:
             return f"${len(names)}"
-        return style.value
+        return str(style.value)
 
     return _NAMED.sub(placeholder, sql), tuple(names)
 

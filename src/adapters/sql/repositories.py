@@ -68,7 +68,9 @@ class SqlAccounts:
 
     async def _one(self, where: str, for_update: bool, **params: Any) -> Account | None:
         lock = self.db.dialect.for_update if for_update else ""
-        row = await self.db.one(f"SELECT {_ACCOUNT_COLUMNS} FROM user_info WHERE {where}{lock}", **params)
+        row = await self.db.one(
+            f"SELECT {_ACCOUNT_COLUMNS} FROM user_info WHERE {where}{lock}", **params
+        )
         return None if row is None else _account(row, self.db)
 
     async def get(self, account_id: int, *, for_update: bool = False) -> Account | None:
@@ -337,7 +339,8 @@ class SqlTasks:
 
     @staticmethod
     def _where(query: TaskQuery) -> tuple[str, dict[str, Any]]:
-        clauses, params = ["1 = 1"], {}
+        clauses: list[str] = ["1 = 1"]
+        params: dict[str, Any] = {}
         if query.account_id is not None:
             clauses.append("account_id = :account_id")
             params["account_id"] = query.account_id
@@ -367,7 +370,9 @@ class SqlSettings:
     db: Session
 
     async def get(self, name: str) -> str | None:
-        value = await self.db.scalar("SELECT value FROM mjcore_setting WHERE name = :name", name=name)
+        value = await self.db.scalar(
+            "SELECT value FROM mjcore_setting WHERE name = :name", name=name
+        )
         return None if value is None else str(value)
 
     async def put_if_absent(self, name: str, value: str) -> str:

@@ -81,7 +81,9 @@ async def redeem_code(store: Store, clock: Clock, account_id: int, text: str) ->
         if found.expired(now):
             raise CodeExpired(f"code {code} has expired")
         if not await uow.codes.redeem(code, account_id, now):
-            raise CodeAlreadyRedeemed(f"code {code} was already redeemed")  # someone else's update won
+            raise CodeAlreadyRedeemed(
+                f"code {code} was already redeemed"
+            )  # someone else's update won
         await credits.grant(uow, account_id, found.credits, f"code:{code}", now)
         after = await uow.accounts.get(account_id)
         await uow.commit()

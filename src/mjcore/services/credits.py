@@ -23,7 +23,9 @@ async def debit(uow: UnitOfWork, account_id: int, cost: int, reference: str, now
     await uow.ledger.append(LedgerEntry(account_id, -cost, EntryKind.DEBIT, reference, now))
 
 
-async def refund(uow: UnitOfWork, account_id: int, cost: int, reference: str, now: datetime) -> None:
+async def refund(
+    uow: UnitOfWork, account_id: int, cost: int, reference: str, now: datetime
+) -> None:
     """Give ``cost`` credits back. Callers guard it so it happens once per reservation."""
     if cost <= 0:
         return
@@ -31,7 +33,9 @@ async def refund(uow: UnitOfWork, account_id: int, cost: int, reference: str, no
     await uow.ledger.append(LedgerEntry(account_id, cost, EntryKind.REFUND, reference, now))
 
 
-async def grant(uow: UnitOfWork, account_id: int, credits: int, reference: str, now: datetime) -> None:
+async def grant(
+    uow: UnitOfWork, account_id: int, credits: int, reference: str, now: datetime
+) -> None:
     """Add ``credits`` to the account's total."""
     await uow.accounts.change_total(account_id, credits, now)
     await uow.ledger.append(LedgerEntry(account_id, credits, EntryKind.GRANT, reference, now))

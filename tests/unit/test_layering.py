@@ -1,0 +1,42 @@
+"""The core stays framework-free: ``src/mjcore`` imports only the stdlib and attrs."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import mjcore
+
+ALLOWED = set(sys.stdlib_module_names) | {"attr", "attrs", "mjcore"}
+CORE = Path(mjcore.__file__).parent
+
+
+def imported_roots(source: str) -> set[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_core_imports_only_stdlib_and_attrs() -> None:
+    offenders = {
+        str(path.relative_to(CORE)): sorted(imported_roots(path.read_text()) - ALLOWED)
+        for path in sorted(CORE.rglob("*.py"))
+    }
+    assert {name: bad for name, bad in offenders.items() if bad} == {}
+    assert len(offenders) > 10  # the walk really saw the core
+
+
+def test_the_check_catches_a_framework_import() -> None:
+    source = "import os\nfrom starlette.requests import Request\nfrom . import ledger\n"
+    assert imported_roots(source) - ALLOWED == {"starlette"}
+
+
+def test_every_exported_name_exists() -> None:
+    missing = [name for name in mjcore.__all__ if not hasattr(mjcore, name)]
+    assert missing == []
+    assert len(set(mjcore.__all__)) == len(mjcore.__all__)
