@@ -21,6 +21,8 @@ POSTGRES_URL = os.environ.get("MJCORE_TEST_POSTGRES_URL")
 ALL_STORES = ("memory", "sqlite", "mysql", "postgres")
 # every table the migrations create, children first
 TABLES = ("task", "ledger_entry", "redemption_code", "mjcore_setting", "user_info")
+# tables whose rows are part of the schema (seeded by migrations), never emptied
+SEEDED_TABLES = ("provider_queue",)
 
 
 class FakeClock:
@@ -68,7 +70,7 @@ def url_for(name: str, tmp_path: Path) -> str:
 async def drop_all(store: SqlStore) -> None:
     async with store.db.connection() as conn:
         await conn.begin(readonly=False)
-        for table in (*TABLES, "schema_version"):
+        for table in (*TABLES, *SEEDED_TABLES, "schema_version"):
             await conn.execute(f"DROP TABLE IF EXISTS {table}")
         await conn.commit()
 

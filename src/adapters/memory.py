@@ -18,7 +18,7 @@ from mjcore.codes import RedemptionCode
 from mjcore.errors import Conflict, UserNameTaken
 from mjcore.ledger import LedgerEntry, Tally, tally
 from mjcore.ports import Counts, NewAccount, TaskQuery
-from mjcore.tasks import MUTABLE_FIELDS, Task, TaskStatus
+from mjcore.tasks import MUTABLE_FIELDS, Provider, Task, TaskStatus
 
 
 @define
@@ -200,6 +200,48 @@ class _Tasks:
 
     async def count(self, query: TaskQuery) -> int:
         return len(self._matching(query))
+
+    async def by_msg_id(self, msg_id: str) -> Sequence[Task]:
+        return [t for t in self.s.tasks.values() if t.msg_id == msg_id]
+
+    async def lock_queue(self, provider: Provider) -> None:
+        return None  # a write unit of work already holds the store's one lock
+
+    async def count_holding(self, provider: Provider) -> int:
+        return sum(t.provider is provider and t.holds_slot for t in self.s.tasks.values())
+
+    def _waiting(self, provider: Provider) -> list[Task]:
+        return [
+            t
+            for t in self.s.tasks.values()
+            if t.provider is provider and t.status is TaskStatus.NOT_START
+        ]
+
+    async def count_waiting(self, provider: Provider) -> int:
+        return len(self._waiting(provider))
+
+    async def next_waiting(self, provider: Provider) -> Task | None:
+        return next(iter(self._waiting(provider)), None)
+
+    async def set_holds_slot(self, task_id: str, held: bool) -> bool:
+        stored = self.s.tasks.get(task_id)
+        if stored is None or stored.holds_slot == held:
+            return False
+        self.s.tasks[task_id] = evolve(stored, holds_slot=held)
+        return True
+
+    async def unfinished_started_before(
+        self, provider: Provider, cutoff: datetime, limit: int
+    ) -> Sequence[Task]:
+        running = (TaskStatus.SUBMITTED, TaskStatus.IN_PROGRESS)
+        return [
+            t
+            for t in self.s.tasks.values()
+            if t.provider is provider
+            and t.status in running
+            and t.started_at is not None
+            and t.started_at < cutoff
+        ][:limit]
 
 
 @define

@@ -2,47 +2,112 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .bootstrap import Services, bootstrap
+from .bootstrap import AppServices, bootstrap_app
 from .settings import Settings
+from .trigger_api import trigger_routes
+
+log = logging.getLogger("mjcore.app")
+access_log = logging.getLogger("mjcore.access")
 
 
-def services_of(request: Request) -> Services:
-    services: Services = request.app.state.services
+def services_of(request: Request) -> AppServices:
+    services: AppServices = request.app.state.services
     return services
 
 
 async def healthz(request: Request) -> JSONResponse:
     """``{"status": "ok"}`` once the database has answered."""
     try:
-        await services_of(request).store.ping()
+        await services_of(request).core.store.ping()
     except Exception:
         return JSONResponse({"status": "unavailable"}, status_code=503)
     return JSONResponse({"status": "ok"})
 
 
-def create_app(settings: Settings, *, services: Services | None = None) -> Starlette:
+async def image(request: Request) -> Response:
+    """A stored image, by its unguessable name."""
+    found = await services_of(request).images.load(request.path_params["name"])
+    if found is None:
+        return JSONResponse({"error": "image not found"}, status_code=404)
+    headers = {"Cache-Control": "public, max-age=31536000, immutable"}
+    return Response(found.data, media_type=found.content_type, headers=headers)
+
+
+class AccessLog:
+    """Method, path, status, time. Never the query string or headers: they carry secrets."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def remember(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, remember)
+        finally:
+            elapsed = (time.perf_counter() - started) * 1000
+            access_log.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed)
+
+
+async def _sweep_forever(services: AppServices, interval: float) -> None:
+    """Fail timed-out Midjourney jobs (refunding them) and start waiting ones."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await services.midjourney.sweep()
+        except Exception:
+            log.exception("queue sweep failed; retrying in %.1fs", interval)
+
+
+def create_app(settings: Settings, *, services: AppServices | None = None) -> Starlette:
     """Build the app. With ``services`` given (tests, embedding) the lifespan uses them."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own = services is None
-        app.state.services = services if services is not None else await bootstrap(settings)
+        running = services if services is not None else await bootstrap_app(settings)
+        app.state.services = running
+        sweeper = asyncio.create_task(_sweep_forever(running, settings.mj_sweep_interval_s))
         try:
             yield
         finally:
+            sweeper.cancel()
+            with suppress(asyncio.CancelledError):
+                await sweeper
             if own:
-                await app.state.services.aclose()
+                await running.aclose()
 
-    return Starlette(routes=[Route("/healthz", healthz)], lifespan=lifespan)
+    routes = [
+        Route("/healthz", healthz),
+        Route("/images/{name}", image),
+        trigger_routes(),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.add_middleware(AccessLog)
+    return app
 
 
 def create_app_from_env() -> Starlette:

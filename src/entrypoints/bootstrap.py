@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from attrs import define, field
 
 from mjcore.clock import Clock, system_clock
@@ -9,6 +12,12 @@ from mjcore.ports import Store
 from mjcore.pricing import Prices
 
 from .settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
+
+    from mjcore.ports import ImageStore
+    from mjcore.services.midjourney import MidjourneyService
 
 
 class StoreUnavailable(Exception):
@@ -90,3 +99,63 @@ def redacted_url(url: str) -> str:
     credentials, _, host = rest.rpartition("@")
     user = credentials.split(":", 1)[0]
     return f"{scheme}{sep}{user}:***@{host}"
+
+
+@define
+class AppServices:
+    """What the web app adds to :class:`Services`: HTTP clients, providers, image storage."""
+
+    core: Services
+    http: httpx.AsyncClient
+    images: ImageStore
+    midjourney: MidjourneyService
+
+    async def aclose(self) -> None:
+        try:
+            await self.http.aclose()
+        finally:
+            await self.core.aclose()
+
+
+async def bootstrap_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    clock: Clock = system_clock,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> AppServices:
+    """Everything the web app needs. ``transport`` replaces the network (tests)."""
+    import httpx
+
+    from adapters.discord import DiscordConfig, DiscordMidjourney
+    from adapters.images import HttpImageMirror, LocalImageStore
+    from mjcore.services.midjourney import MidjourneyService, QueueLimits
+
+    core = await bootstrap(settings, store=store, clock=clock)
+    http = httpx.AsyncClient(transport=transport, timeout=settings.discord_timeout_s)
+    images = LocalImageStore(Path(settings.image_dir))
+    discord = DiscordMidjourney(
+        http,
+        DiscordConfig(
+            api_url=settings.discord_api_url,
+            user_token=settings.discord_user_token,
+            guild_id=settings.discord_guild_id,
+            channel_id=settings.discord_channel_id,
+            application_id=settings.mj_application_id,
+            imagine_id=settings.mj_imagine_id,
+            imagine_version=settings.mj_imagine_version,
+            describe_id=settings.mj_describe_id,
+            describe_version=settings.mj_describe_version,
+            session_id=settings.mj_session_id,
+        ),
+    )
+    midjourney = MidjourneyService(
+        store=core.store,
+        clock=clock,
+        prices=settings.prices,
+        provider=discord,
+        mirror=HttpImageMirror(http, images, settings.public_url),
+        limits=QueueLimits(settings.mj_concurrency, settings.mj_queue_size, settings.mj_timeout_s),
+        banned_words=settings.banned_words,
+    )
+    return AppServices(core, http, images, midjourney)

@@ -21,5 +21,6 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> int:
         workers=workers,
         log_level=settings.log_level.lower(),
         proxy_headers=True,
+        access_log=False,  # ours (entrypoints.app.AccessLog) leaves out query strings
     )
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -58,6 +59,9 @@ class Settings:
     mj_imagine_version: str = "1237876415471554623"
     mj_describe_id: str = "1092492867185950852"
     mj_describe_version: str = "1237876415471554625"
+    mj_session_id: str = field(factory=lambda: secrets.token_hex(16))
+    discord_timeout_s: float = 30.0
+    mj_sweep_interval_s: float = 5.0
     mj_concurrency: int = 3
     mj_queue_size: int = 10
     mj_timeout_s: int = 300
@@ -93,6 +97,9 @@ class Settings:
             "mj_imagine_version": reader.get("MJ_IMAGINE_VERSION", _snowflake),
             "mj_describe_id": reader.get("MJ_DESCRIBE_ID", _snowflake),
             "mj_describe_version": reader.get("MJ_DESCRIBE_VERSION", _snowflake),
+            "mj_session_id": reader.get("MJ_SESSION_ID", _text),
+            "discord_timeout_s": reader.get("DISCORD_TIMEOUT_S", _seconds),
+            "mj_sweep_interval_s": reader.get("MJ_SWEEP_INTERVAL_S", _seconds),
             "mj_concurrency": reader.get("MJ_CONCURRENCY", _int_between(1, 1000)),
             "mj_queue_size": reader.get("MJ_QUEUE_SIZE", _int_between(0, 100_000)),
             "mj_timeout_s": reader.get("MJ_TIMEOUT_S", _int_between(1, 7 * 24 * 3600)),

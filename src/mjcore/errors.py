@@ -90,3 +90,31 @@ class InsufficientCredits(MjcoreError):
         super().__init__(f"balance {balance} is below the cost {cost}")
         self.balance = balance
         self.cost = cost
+
+
+class BannedPrompt(InvalidInput):
+    """The prompt contains a word or phrase on the configured banned list."""
+
+    def __init__(self, phrase: str) -> None:
+        super().__init__(f"banned prompt: the prompt contains {phrase!r}")
+        self.phrase = phrase
+
+
+class ProviderError(MjcoreError):
+    """An image provider did not do the job; whatever it cost was refunded."""
+
+
+class ProviderRejected(ProviderError):
+    """The provider answered with an error status."""
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider could not be reached (network error after retries) or is not configured."""
+
+
+class ProviderTimeout(ProviderError):
+    """The provider did not answer within the configured time."""
+
+
+class ContentFiltered(ProviderError):
+    """The provider refused the prompt or filtered its result."""

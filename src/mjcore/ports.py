@@ -12,7 +12,7 @@ from attrs import frozen
 from .accounts import Account
 from .codes import RedemptionCode
 from .ledger import LedgerEntry, Tally
-from .tasks import Task, TaskStatus
+from .tasks import Provider, Task, TaskStatus
 
 
 @frozen
@@ -121,6 +121,29 @@ class TaskRepository(Protocol):
 
     async def count(self, query: TaskQuery) -> int: ...
 
+    async def by_msg_id(self, msg_id: str) -> Sequence[Task]:
+        """Tasks whose finished message has this id (one, unless ids were reused)."""
+
+    async def lock_queue(self, provider: Provider) -> None:
+        """Hold the provider's queue lock until the unit of work ends (serializes admissions)."""
+
+    async def count_holding(self, provider: Provider) -> int:
+        """Tasks of ``provider`` holding a concurrency slot."""
+
+    async def count_waiting(self, provider: Provider) -> int:
+        """Tasks of ``provider`` accepted but not yet started (``NOT_START``)."""
+
+    async def next_waiting(self, provider: Provider) -> Task | None:
+        """The oldest waiting task of ``provider``."""
+
+    async def set_holds_slot(self, task_id: str, held: bool) -> bool:
+        """Take or free the task's slot; True only if this call changed it."""
+
+    async def unfinished_started_before(
+        self, provider: Provider, cutoff: datetime, limit: int
+    ) -> Sequence[Task]:
+        """Started, not ended, tasks of ``provider`` whose start is older than ``cutoff``."""
+
 
 class SettingRepository(Protocol):
     """Small named values the service keeps for itself (e.g. a generated JWT secret)."""
@@ -181,3 +204,45 @@ class Store(Protocol):
         """Bring the schema up to date; return the versions applied now."""
 
     async def close(self) -> None: ...
+
+
+@frozen
+class Upload:
+    """A file handed to the provider for a later job (Discord's two-step upload)."""
+
+    upload_filename: str
+    upload_url: str
+
+
+class MidjourneyProvider(Protocol):
+    """Talks to Midjourney (through Discord). Raises :class:`~mjcore.errors.ProviderError`."""
+
+    async def submit(self, task: Task) -> None:
+        """Send the job: the slash command or the button press the task describes."""
+
+    async def upload(self, filename: str, data: bytes, content_type: str) -> Upload: ...
+
+    async def send_message(self, upload_filename: str) -> str:
+        """Post an uploaded file as a message; return its public (CDN) URL."""
+
+
+class ImageMirror(Protocol):
+    """Copies a provider's (expiring) image into our image store."""
+
+    async def mirror(self, url: str) -> str | None:
+        """Our absolute URL of the copy, or None if the image could not be fetched."""
+
+
+@frozen
+class StoredImage:
+    data: bytes
+    content_type: str
+
+
+class ImageStore(Protocol):
+    """Where generated images are kept and served from."""
+
+    async def save(self, data: bytes, content_type: str) -> str:
+        """Keep the image; return its unguessable name."""
+
+    async def load(self, name: str) -> StoredImage | None: ...

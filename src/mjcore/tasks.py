@@ -70,6 +70,7 @@ class Task:
     provider_ref: str | None = None
     result: Mapping[str, Any] = field(factory=dict, converter=_frozen_mapping)
     refunded: bool = False
+    holds_slot: bool = False  # running at a provider with a concurrency limit
     started_at: datetime | None = None
     finished_at: datetime | None = None
 
@@ -101,7 +102,11 @@ MUTABLE_FIELDS = (
     "started_at",
     "finished_at",
 )
-"""What :meth:`TaskRepository.save` writes; ``refunded`` is only set by ``mark_refunded``."""
+"""What :meth:`TaskRepository.save` writes.
+
+``refunded`` is only set by ``mark_refunded`` and ``holds_slot`` only by ``set_holds_slot``:
+each has its own guarded update, so a save can never undo them.
+"""
 
 
 def new_task_id() -> str:

@@ -7,17 +7,18 @@ from pathlib import Path
 
 import httpx
 
+from adapters.memory import MemoryStore
 from entrypoints.app import create_app
-from entrypoints.bootstrap import Services
+from entrypoints.bootstrap import bootstrap_app
 from entrypoints.settings import Settings
 from mjcore.ports import Store
 
 from ..servers import mjcore_serve
 
 
-async def test_healthz_answers_after_checking_the_database(store: Store) -> None:
-    settings = Settings(database_url="memory://")
-    app = create_app(settings, services=Services(settings, store))
+async def test_healthz_answers_after_checking_the_database(store: Store, tmp_path: Path) -> None:
+    settings = Settings(database_url="memory://", image_dir=str(tmp_path))
+    app = create_app(settings, services=await bootstrap_app(settings, store=store))
 
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -28,17 +29,14 @@ async def test_healthz_answers_after_checking_the_database(store: Store) -> None
     assert response.json() == {"status": "ok"}
 
 
-class _DeadStore:
+class _DeadStore(MemoryStore):
     async def ping(self) -> None:
         raise ConnectionError("database is gone")
 
-    async def close(self) -> None:
-        return None
 
-
-async def test_healthz_is_503_when_the_database_does_not_answer() -> None:
-    settings = Settings(database_url="memory://")
-    app = create_app(settings, services=Services(settings, _DeadStore()))  # type: ignore[arg-type]
+async def test_healthz_is_503_when_the_database_does_not_answer(tmp_path: Path) -> None:
+    settings = Settings(database_url="memory://", image_dir=str(tmp_path))
+    app = create_app(settings, services=await bootstrap_app(settings, store=_DeadStore()))
 
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -49,8 +47,8 @@ async def test_healthz_is_503_when_the_database_does_not_answer() -> None:
 
 
 def test_mjcore_serve_migrates_then_serves_on_sqlite(tmp_path: Path) -> None:
-    with mjcore_serve({}, tmp_path) as url:  # no settings at all: ./mjcore.db
-        response = httpx.get(f"{url}/healthz")
+    with mjcore_serve({}, tmp_path) as served:  # no settings at all: ./mjcore.db
+        response = httpx.get(f"{served.url}/healthz")
 
     assert response.json() == {"status": "ok"}
     with sqlite3.connect(tmp_path / "mjcore.db") as db:

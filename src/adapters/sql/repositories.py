@@ -254,7 +254,7 @@ class SqlCodes:
 _TASK_COLUMNS = (
     "task_id, account_id, provider, action, prompt, cost, created_at, status, params,"
     " parent_task_id, progress, image_url, fail_reason, trigger_id, msg_id, msg_hash,"
-    " provider_ref, result, refunded, started_at, finished_at"
+    " provider_ref, result, refunded, holds_slot, started_at, finished_at"
 )
 _JSON_FIELDS = ("params", "result")
 
@@ -281,6 +281,7 @@ def _task(row: Row, db: Session) -> Task:
         provider_ref=row["provider_ref"],
         result=json.loads(row["result"]),
         refunded=bool(row["refunded"]),
+        holds_slot=bool(row["holds_slot"]),
         started_at=ts(row["started_at"]),
         finished_at=ts(row["finished_at"]),
     )
@@ -363,6 +364,71 @@ class SqlTasks:
     async def count(self, query: TaskQuery) -> int:
         where, params = self._where(query)
         return int(await self.db.scalar(f"SELECT COUNT(*) FROM task WHERE {where}", **params))
+
+    async def by_msg_id(self, msg_id: str) -> Sequence[Task]:
+        rows = await self.db.all(
+            f"SELECT {_TASK_COLUMNS} FROM task WHERE msg_id = :msg_id ORDER BY id", msg_id=msg_id
+        )
+        return [_task(row, self.db) for row in rows]
+
+    async def lock_queue(self, provider: Provider) -> None:
+        # an UPDATE takes the row lock on MySQL and PostgreSQL; SQLite's BEGIN IMMEDIATE
+        # already holds the database's write lock
+        matched = await self.db.execute(
+            "UPDATE provider_queue SET version = version + 1 WHERE name = :name", name=provider
+        )
+        if matched != 1:
+            raise RuntimeError(f"no queue row for {provider}: is the schema migrated?")
+
+    async def count_holding(self, provider: Provider) -> int:
+        return int(
+            await self.db.scalar(
+                "SELECT COUNT(*) FROM task WHERE provider = :provider AND holds_slot = 1",
+                provider=provider,
+            )
+        )
+
+    async def count_waiting(self, provider: Provider) -> int:
+        return int(
+            await self.db.scalar(
+                "SELECT COUNT(*) FROM task WHERE provider = :provider AND status = :status",
+                provider=provider,
+                status=TaskStatus.NOT_START,
+            )
+        )
+
+    async def next_waiting(self, provider: Provider) -> Task | None:
+        row = await self.db.one(
+            f"SELECT {_TASK_COLUMNS} FROM task WHERE provider = :provider AND status = :status"
+            " ORDER BY id LIMIT 1",
+            provider=provider,
+            status=TaskStatus.NOT_START,
+        )
+        return None if row is None else _task(row, self.db)
+
+    async def set_holds_slot(self, task_id: str, held: bool) -> bool:
+        matched = await self.db.execute(
+            "UPDATE task SET holds_slot = :held WHERE task_id = :task_id AND holds_slot = :was",
+            held=held,
+            was=not held,
+            task_id=task_id,
+        )
+        return matched == 1
+
+    async def unfinished_started_before(
+        self, provider: Provider, cutoff: datetime, limit: int
+    ) -> Sequence[Task]:
+        rows = await self.db.all(
+            f"SELECT {_TASK_COLUMNS} FROM task WHERE provider = :provider"
+            " AND status IN (:submitted, :in_progress) AND started_at < :cutoff"
+            " ORDER BY id LIMIT :limit",
+            provider=provider,
+            submitted=TaskStatus.SUBMITTED,
+            in_progress=TaskStatus.IN_PROGRESS,
+            cutoff=cutoff,
+            limit=limit,
+        )
+        return [_task(row, self.db) for row in rows]
 
 
 @frozen

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from attrs import frozen
@@ -72,10 +73,11 @@ async def _locked(uow: UnitOfWork, task_id: str) -> Task:
     return task
 
 
-async def _refund_once(uow: UnitOfWork, task: Task, clock: Clock) -> bool:
+async def refund_once(uow: UnitOfWork, task: Task, now: datetime) -> bool:
+    """Refund the task's cost unless it already was; True for the one call that did."""
     if task.cost <= 0 or not await uow.tasks.mark_refunded(task.task_id):
         return False
-    await credits.refund(uow, task.account_id, task.cost, task_reference(task.task_id), clock())
+    await credits.refund(uow, task.account_id, task.cost, task_reference(task.task_id), now)
     return True
 
 
@@ -111,7 +113,7 @@ async def fail_task(store: Store, clock: Clock, task_id: str, reason: str) -> Ta
         task = current.advance(TaskStatus.FAILURE, clock(), fail_reason=reason)
         if not await uow.tasks.save(task, expected=current.status):
             raise InvalidTransition(f"task {task_id} changed concurrently")
-        await _refund_once(uow, task, clock)
+        await refund_once(uow, task, clock())
         await uow.commit()
     return await get_task(store, task_id)
 
@@ -120,7 +122,7 @@ async def refund_task(store: Store, clock: Clock, task_id: str) -> bool:
     """Refund a task's reservation if it was not refunded yet; True if this call did."""
     async with store.unit_of_work() as uow:
         task = await _locked(uow, task_id)
-        refunded = await _refund_once(uow, task, clock)
+        refunded = await refund_once(uow, task, clock())
         await uow.commit()
     return refunded
 

@@ -1,0 +1,195 @@
+"""Midjourney through Discord's HTTP API, as the Discord client itself sends it."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+import httpx
+from attrs import define, frozen
+
+from mjcore.errors import InvalidInput, ProviderRejected, ProviderUnavailable
+from mjcore.midjourney import MjAction, discord_prompt
+from mjcore.ports import Upload
+from mjcore.tasks import Task
+
+APPLICATION_COMMAND, MESSAGE_COMPONENT = 2, 3
+OPTION_STRING, OPTION_ATTACHMENT = 3, 11
+BUTTON = 2
+DISCORD_EPOCH_MS = 1420070400000
+
+
+@frozen
+class DiscordConfig:
+    api_url: str
+    user_token: str | None
+    guild_id: str | None
+    channel_id: str | None
+    application_id: str
+    imagine_id: str
+    imagine_version: str
+    describe_id: str
+    describe_version: str
+    session_id: str
+    retries: int = 2
+
+
+def custom_id(task: Task) -> str:
+    """The Midjourney button a follow-up task presses."""
+    action = MjAction(task.action)
+    params = task.params
+    h = params["msg_hash"]
+    match action:
+        case MjAction.UPSCALE:
+            return f"MJ::JOB::upsample::{params['index']}::{h}"
+        case MjAction.VARIATION:
+            return f"MJ::JOB::variation::{params['index']}::{h}"
+        case MjAction.SOLO_VARIATION:
+            return f"MJ::JOB::variation::1::{h}::SOLO"
+        case MjAction.SOLO_LOW_VARIATION:
+            return f"MJ::JOB::low_variation::1::{h}::SOLO"
+        case MjAction.SOLO_HIGH_VARIATION:
+            return f"MJ::JOB::high_variation::1::{h}::SOLO"
+        case MjAction.EXPAND:
+            return f"MJ::JOB::pan_{params['direction']}::1::{h}::SOLO"
+        case MjAction.ZOOMOUT:
+            return f"MJ::Outpaint::{params['zoomout']}::1::{h}::SOLO"
+        case MjAction.RESET:
+            return f"MJ::JOB::reroll::0::{h}::SOLO"
+    raise InvalidInput(f"{action} is not a button")
+
+
+def nonce() -> str:
+    """A snowflake-shaped nonce, as the Discord client sends."""
+    return str(((int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22) | secrets.randbits(22))
+
+
+@define
+class DiscordMidjourney:
+    """:class:`mjcore.ports.MidjourneyProvider` over an injected ``httpx.AsyncClient``."""
+
+    client: httpx.AsyncClient
+    config: DiscordConfig
+
+    def _envelope(self, kind: int, data: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        c = self.config
+        return {
+            "type": kind,
+            "application_id": c.application_id,
+            "guild_id": c.guild_id,
+            "channel_id": c.channel_id,
+            "session_id": c.session_id,
+            "nonce": nonce(),
+            "data": data,
+            **extra,
+        }
+
+    def payload(self, task: Task) -> dict[str, Any]:
+        """The interaction for a task: a slash command or a button press."""
+        c = self.config
+        action = MjAction(task.action)
+        if action is MjAction.IMAGINE:
+            text = discord_prompt(task.prompt, task.params.get("picurl"), task.trigger_id or "")
+            option = {"type": OPTION_STRING, "name": "prompt", "value": text}
+            data = {
+                "version": c.imagine_version,
+                "id": c.imagine_id,
+                "name": "imagine",
+                "type": 1,
+                "options": [option],
+                "attachments": [],
+            }
+            return self._envelope(APPLICATION_COMMAND, data)
+        if action is MjAction.DESCRIBE:
+            uploaded = task.params["upload_filename"]
+            data = {
+                "version": c.describe_version,
+                "id": c.describe_id,
+                "name": "describe",
+                "type": 1,
+                "options": [{"type": OPTION_ATTACHMENT, "name": "image", "value": 0}],
+                "attachments": [
+                    {
+                        "id": "0",
+                        "filename": uploaded.rsplit("/", 1)[-1],
+                        "uploaded_filename": uploaded,
+                    }
+                ],
+            }
+            return self._envelope(APPLICATION_COMMAND, data)
+        data = {"component_type": BUTTON, "custom_id": custom_id(task)}
+        return self._envelope(
+            MESSAGE_COMPONENT, data, message_flags=0, message_id=task.params["msg_id"]
+        )
+
+    async def submit(self, task: Task) -> None:
+        await self._send("POST", f"{self.config.api_url}/interactions", json=self.payload(task))
+
+    async def upload(self, filename: str, data: bytes, content_type: str) -> Upload:
+        channel = self.config.channel_id
+        files = {"files": [{"filename": filename, "file_size": len(data), "id": "0"}]}
+        answer = await self._send(
+            "POST", f"{self.config.api_url}/channels/{channel}/attachments", json=files
+        )
+        try:
+            slot = answer.json()["attachments"][0]
+            upload = Upload(str(slot["upload_filename"]), str(slot["upload_url"]))
+        except (ValueError, LookupError, TypeError) as exc:
+            raise ProviderRejected("Discord's upload answer was not understood") from exc
+        # the bucket URL is pre-signed: no Authorization header
+        await self._send(
+            "PUT",
+            upload.upload_url,
+            content=data,
+            headers={"Content-Type": content_type},
+            auth=False,
+        )
+        return upload
+
+    async def send_message(self, upload_filename: str) -> str:
+        channel = self.config.channel_id
+        name = upload_filename.rsplit("/", 1)[-1]
+        body = {
+            "content": "",
+            "nonce": nonce(),
+            "channel_id": channel,
+            "type": 0,
+            "sticker_ids": [],
+            "attachments": [{"id": "0", "filename": name, "uploaded_filename": upload_filename}],
+        }
+        answer = await self._send(
+            "POST", f"{self.config.api_url}/channels/{channel}/messages", json=body
+        )
+        try:
+            return str(answer.json()["attachments"][0]["url"])
+        except (ValueError, LookupError, TypeError) as exc:
+            raise ProviderRejected("Discord's message answer has no attachment URL") from exc
+
+    async def _send(
+        self, method: str, url: str, *, auth: bool = True, **kwargs: Any
+    ) -> httpx.Response:
+        """One request; network errors are retried ``retries`` times, HTTP errors are not."""
+        c = self.config
+        if not (c.user_token and c.guild_id and c.channel_id):
+            raise ProviderUnavailable(
+                "Discord is not configured (MJCORE_DISCORD_USER_TOKEN, _GUILD_ID, _CHANNEL_ID)"
+            )
+        headers = dict(kwargs.pop("headers", {}))
+        if auth:
+            headers["Authorization"] = c.user_token
+        for attempt in range(c.retries + 1):
+            try:
+                response = await self.client.request(method, url, headers=headers, **kwargs)
+            except httpx.TransportError as exc:
+                if attempt == c.retries:
+                    raise ProviderUnavailable(
+                        f"Discord did not answer after {c.retries + 1} attempts: {type(exc).__name__}"
+                    ) from exc
+                continue
+            if response.is_success:
+                return response
+            raise ProviderRejected(
+                f"Discord refused the request: HTTP {response.status_code} {response.text[:200]}"
+            )
+        raise AssertionError("unreachable")

@@ -1,0 +1,371 @@
+"""Midjourney jobs: admission under a global queue, dispatch, listener events, timeouts.
+
+The queue lives in the task table. A task holding a slot runs at Discord; a
+``NOT_START`` task waits. Every change of slots happens under the queue lock
+(``lock_queue``), always taken before any task or account row, so admissions
+and releases from several processes see one consistent queue.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+from attrs import define, evolve, frozen
+
+from ..clock import Clock
+from ..errors import InvalidInput, InvalidTransition, ProviderError, QueueFull, TaskNotFound
+from ..midjourney import (
+    EventType,
+    ListenerEvent,
+    MjAction,
+    describe_prompts,
+    hash_of,
+    new_trigger_id,
+    progress_of,
+    route,
+)
+from ..moderation import check_prompt
+from ..ports import ImageMirror, MidjourneyProvider, Store, UnitOfWork, Upload
+from ..pricing import Prices
+from ..tasks import Provider, Task, TaskStatus, new_task_id
+from . import credits
+from .tasks import advance_task, refund_once, task_reference
+
+MJ = Provider.MIDJOURNEY
+_UPLOAD_NAME = re.compile(r"[\w-]+/(\w+)\.(?:png|jpe?g|webp|gif)")
+SWEEP_BATCH = 100
+
+
+@frozen
+class QueueLimits:
+    concurrency: int = 3
+    queue_size: int = 10
+    timeout_s: int = 300
+
+
+@frozen
+class ParentRef:
+    """How a follow-up names its grid: by our task id, or yokonsan's message triple."""
+
+    task_id: str | None = None
+    msg_id: str | None = None
+    msg_hash: str | None = None
+    trigger_id: str | None = None
+
+
+@frozen
+class UploadResult:
+    upload: Upload
+    trigger_id: str
+
+
+class Handled(enum.StrEnum):
+    """What a listener event did."""
+
+    UPDATED = "success"
+    UNCHANGED = "unchanged"  # a duplicate, or an event about a task that already ended
+    IGNORED = "ignored"  # no task of ours has this trigger id
+
+
+@frozen
+class Ending:
+    """What :meth:`MidjourneyService._finish` did."""
+
+    task: Task
+    promoted: list[Task]
+    changed: bool
+
+
+@define
+class MidjourneyService:
+    store: Store
+    clock: Clock
+    prices: Prices
+    provider: MidjourneyProvider
+    mirror: ImageMirror
+    limits: QueueLimits
+    banned_words: tuple[str, ...] = ()
+
+    # -- accepting jobs -------------------------------------------------------------
+
+    async def imagine(self, account_id: int, prompt: str, picurl: str | None = None) -> Task:
+        check_prompt(prompt, self.banned_words)
+        params = {"picurl": picurl} if picurl else {}
+        return await self._start(account_id, MjAction.IMAGINE, prompt, params, None, None)
+
+    async def press(
+        self,
+        account_id: int,
+        action: MjAction,
+        parent: ParentRef,
+        *,
+        index: int = 1,
+        direction: str | None = None,
+        zoomout: int | None = None,
+    ) -> Task:
+        """A follow-up on a finished grid or image: upscale, variation, zoom, pan, reroll."""
+        grid = await self._parent(account_id, parent)
+        params: dict[str, Any] = {"index": index, "msg_id": grid.msg_id, "msg_hash": grid.msg_hash}
+        if direction is not None:
+            params["direction"] = direction
+        if zoomout is not None:
+            params["zoomout"] = zoomout
+        return await self._start(
+            account_id, action, grid.prompt, params, grid.task_id, grid.trigger_id
+        )
+
+    async def describe(self, account_id: int, upload_filename: str, trigger_id: str) -> Task:
+        """Describe an image uploaded with :meth:`upload` (its file is named by the trigger)."""
+        found = _UPLOAD_NAME.fullmatch(upload_filename)
+        if found is None or found.group(1) != trigger_id:
+            raise InvalidInput("upload_filename and trigger_id must both come from one /upload")
+        async with self.store.unit_of_work(readonly=True) as uow:
+            others = [
+                t for t in await uow.tasks.by_trigger(trigger_id) if t.account_id != account_id
+            ]
+        if others:
+            raise TaskNotFound(f"trigger {trigger_id} is not yours")
+        params = {"upload_filename": upload_filename}
+        return await self._start(account_id, MjAction.DESCRIBE, "", params, None, trigger_id)
+
+    async def upload(self, data: bytes, content_type: str, suffix: str) -> UploadResult:
+        """Hand an image to Discord under a fresh trigger id (free; no task)."""
+        trigger_id = new_trigger_id()
+        upload = await self.provider.upload(f"{trigger_id}{suffix}", data, content_type)
+        return UploadResult(upload, trigger_id)
+
+    async def send_message(self, upload_filename: str) -> str:
+        if not _UPLOAD_NAME.fullmatch(upload_filename):
+            raise InvalidInput("upload_filename must be one returned by /upload")
+        return await self.provider.send_message(upload_filename)
+
+    async def _parent(self, account_id: int, ref: ParentRef) -> Task:
+        async with self.store.unit_of_work(readonly=True) as uow:
+            if ref.task_id is not None:
+                grid = await uow.tasks.get(ref.task_id)
+            else:
+                named = await uow.tasks.by_msg_id(ref.msg_id or "")
+                grid = next(
+                    (
+                        t
+                        for t in named
+                        if (t.account_id, t.trigger_id, t.msg_hash)
+                        == (account_id, ref.trigger_id, ref.msg_hash)
+                    ),
+                    None,
+                )
+        if grid is None or grid.account_id != account_id or grid.provider is not MJ:
+            raise TaskNotFound("parent task not found")
+        if grid.status is not TaskStatus.SUCCESS or not grid.msg_id or not grid.msg_hash:
+            raise InvalidInput(f"task {grid.task_id} has no finished image to act on yet")
+        return grid
+
+    async def _start(
+        self,
+        account_id: int,
+        action: MjAction,
+        prompt: str,
+        params: dict[str, Any],
+        parent_task_id: str | None,
+        trigger_id: str | None,
+    ) -> Task:
+        task = await self._admit(account_id, action, prompt, params, parent_task_id, trigger_id)
+        if not task.holds_slot:
+            return task  # waiting; dispatched when a slot frees
+        return (await self._run([task]))[task.task_id]
+
+    async def _admit(
+        self,
+        account_id: int,
+        action: MjAction,
+        prompt: str,
+        params: dict[str, Any],
+        parent_task_id: str | None,
+        trigger_id: str | None,
+    ) -> Task:
+        now = self.clock()
+        async with self.store.unit_of_work() as uow:
+            await uow.tasks.lock_queue(MJ)
+            task = Task(
+                task_id=new_task_id(),
+                account_id=account_id,
+                provider=MJ,
+                action=action,
+                prompt=prompt,
+                cost=self.prices.of(action),
+                created_at=now,
+                params=params,
+                parent_task_id=parent_task_id,
+                trigger_id=trigger_id or await _fresh_trigger(uow),
+            )
+            await credits.debit(uow, account_id, task.cost, task_reference(task.task_id), now)
+            if await uow.tasks.count_holding(MJ) < self.limits.concurrency:
+                task = evolve(task.advance(TaskStatus.SUBMITTED, now), holds_slot=True)
+            elif await uow.tasks.count_waiting(MJ) >= self.limits.queue_size:
+                raise QueueFull("Task queue is full.")
+            await uow.tasks.add(task)
+            await uow.commit()
+        return task
+
+    # -- running and ending jobs ------------------------------------------------------
+
+    async def _run(self, tasks: list[Task]) -> dict[str, Task]:
+        """Send each task to Discord; a refusal ends it (refund, slot freed, next one sent)."""
+        outcome: dict[str, Task] = {}
+        pending = list(tasks)
+        while pending:
+            task = pending.pop(0)
+            try:
+                await self.provider.submit(task)
+            except ProviderError as exc:
+                ending = await self._finish(task.task_id, failure=str(exc))
+                outcome[task.task_id] = ending.task
+                pending.extend(ending.promoted)
+            else:
+                outcome[task.task_id] = task
+        return outcome
+
+    async def _finish(self, task_id: str, *, failure: str | None = None, **changes: Any) -> Ending:
+        """End a task (refund on failure, exactly once), free its slot, promote waiting ones."""
+        now = self.clock()
+        async with self.store.unit_of_work() as uow:
+            await uow.tasks.lock_queue(MJ)
+            current = await uow.tasks.get(task_id, for_update=True)
+            if current is None:
+                raise TaskNotFound(task_id)
+            if current.status.terminal:
+                return Ending(current, [], changed=False)
+            if failure is None:
+                task = current.advance(TaskStatus.SUCCESS, now, **changes)
+            else:
+                task = current.advance(TaskStatus.FAILURE, now, fail_reason=failure)
+            if not await uow.tasks.save(task, expected=current.status):
+                raise InvalidTransition(f"task {task_id} changed concurrently")
+            if failure is not None and await refund_once(uow, task, now):
+                task = evolve(task, refunded=True)
+            if current.holds_slot and await uow.tasks.set_holds_slot(task_id, False):
+                task = evolve(task, holds_slot=False)
+            promoted = await self._fill(uow, now)
+            await uow.commit()
+        return Ending(task, promoted, changed=True)
+
+    async def _fill(self, uow: UnitOfWork, now: datetime) -> list[Task]:
+        """Start waiting tasks while slots are free (caller holds the queue lock)."""
+        promoted = []
+        free = self.limits.concurrency - await uow.tasks.count_holding(MJ)
+        while free > 0:
+            waiting = await uow.tasks.next_waiting(MJ)
+            if waiting is None:
+                break
+            started = waiting.advance(TaskStatus.SUBMITTED, now)
+            await uow.tasks.save(started, expected=TaskStatus.NOT_START)
+            await uow.tasks.set_holds_slot(started.task_id, True)
+            promoted.append(evolve(started, holds_slot=True))
+            free -= 1
+        return promoted
+
+    async def release(self, account_id: int, trigger_id: str) -> int:
+        """Free the slots the caller's tasks with this trigger hold; idempotent."""
+        async with self.store.unit_of_work() as uow:
+            await uow.tasks.lock_queue(MJ)
+            freed = 0
+            for task in await uow.tasks.by_trigger(trigger_id):
+                if task.account_id == account_id and task.holds_slot:
+                    freed += await uow.tasks.set_holds_slot(task.task_id, False)
+            promoted = await self._fill(uow, self.clock())
+            await uow.commit()
+        await self._run(promoted)
+        return freed
+
+    async def sweep(self) -> int:
+        """Fail (and refund) jobs running longer than the timeout; start waiting ones."""
+        cutoff = self.clock() - timedelta(seconds=self.limits.timeout_s)
+        async with self.store.unit_of_work(readonly=True) as uow:
+            stale = await uow.tasks.unfinished_started_before(MJ, cutoff, SWEEP_BATCH)
+        promoted: list[Task] = []
+        for task in stale:
+            reason = f"timed out after {self.limits.timeout_s} s without a result"
+            promoted += (await self._finish(task.task_id, failure=reason)).promoted
+        async with self.store.unit_of_work() as uow:
+            await uow.tasks.lock_queue(MJ)
+            promoted += await self._fill(uow, self.clock())
+            await uow.commit()
+        await self._run(promoted)
+        return len(stale)
+
+    # -- the listener's events -------------------------------------------------------
+
+    async def handle(self, event: ListenerEvent) -> Handled:
+        """Apply one listener delivery. Duplicates and late events change nothing."""
+        trigger = event.trigger
+        if trigger is None:
+            return Handled.IGNORED
+        async with self.store.unit_of_work(readonly=True) as uow:
+            tasks = list(await uow.tasks.by_trigger(trigger))
+        if not tasks:
+            return Handled.IGNORED
+        describing = event.type is EventType.TEXT
+        open_tasks = [
+            t
+            for t in tasks
+            if not t.status.terminal and (t.action == MjAction.DESCRIBE) == describing
+        ]
+        task = route(open_tasks, event)
+        if task is None:
+            return Handled.UNCHANGED
+        try:
+            return await self._apply(task, event)
+        except InvalidTransition:
+            return Handled.UNCHANGED  # it ended while we looked
+
+    async def _apply(self, task: Task, event: ListenerEvent) -> Handled:
+        progress_ref = {"progress_msg_id": task.result.get("progress_msg_id", event.message_id)}
+        if event.type in (EventType.START, EventType.GENERATING):
+            progress = max(task.progress, progress_of(event.content) or 0)
+            await advance_task(
+                self.store,
+                self.clock,
+                task.task_id,
+                TaskStatus.IN_PROGRESS,
+                progress=min(progress, 99),
+                result=dict(task.result) | progress_ref,
+            )
+            return Handled.UPDATED
+        if event.type is EventType.END:
+            if not event.attachments:
+                return Handled.UNCHANGED  # a notice without an image is not the result
+            first = event.attachments[0]
+            stored = await self.mirror.mirror(first.url)
+            ending = await self._finish(
+                task.task_id,
+                image_url=stored or first.url,
+                msg_id=event.message_id,
+                msg_hash=hash_of(first.filename),
+                result=dict(task.result) | {"discord_image_url": first.url},
+            )
+        elif event.type is EventType.TEXT:
+            ending = await self._finish(
+                task.task_id,
+                msg_id=event.message_id,
+                image_url=event.embed_image_urls[0] if event.embed_image_urls else None,
+                result=dict(task.result) | {"prompts": describe_prompts(event.embed_descriptions)},
+            )
+        else:
+            reason = (
+                "Midjourney refused the prompt (banned)"
+                if event.type is EventType.BANNED
+                else f"Midjourney stopped the job: {event.content[:300]}"
+            )
+            ending = await self._finish(task.task_id, failure=reason)
+        await self._run(ending.promoted)
+        return Handled.UPDATED if ending.changed else Handled.UNCHANGED
+
+
+async def _fresh_trigger(uow: UnitOfWork) -> str:
+    while True:
+        trigger_id = new_trigger_id()
+        if not await uow.tasks.by_trigger(trigger_id):
+            return trigger_id
