@@ -66,14 +66,16 @@ async def wait_for(
     user: User,
     task_id: str,
     predicate: Any,
-    timeout: float = 15.0,
 ) -> dict[str, Any]:
-    """Poll GET /task until ``predicate(task)`` holds; return the task."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        task = (await client.get(f"/v1/api/trigger/task/{task_id}", headers=user.headers)).json()
-        if predicate(task):
-            return task
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"task never reached the state; last seen {task}")
-        await asyncio.sleep(0.05)
+    """Poll GET /task until ``predicate(task)`` holds (15 s at most); return the task."""
+    task: dict[str, Any] = {}
+    try:
+        async with asyncio.timeout(15):
+            while True:
+                response = await client.get(f"/v1/api/trigger/task/{task_id}", headers=user.headers)
+                task = response.json()
+                if predicate(task):
+                    return task
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"task never reached the state; last seen {task}") from None

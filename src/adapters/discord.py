@@ -183,8 +183,9 @@ class DiscordMidjourney:
                 response = await self.client.request(method, url, headers=headers, **kwargs)
             except httpx.TransportError as exc:
                 if attempt == c.retries:
+                    tries = c.retries + 1
                     raise ProviderUnavailable(
-                        f"Discord did not answer after {c.retries + 1} attempts: {type(exc).__name__}"
+                        f"Discord did not answer after {tries} attempts: {type(exc).__name__}"
                     ) from exc
                 continue
             if response.is_success:

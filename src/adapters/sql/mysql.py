@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -9,7 +10,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiomysql
 import pymysql
-from attrs import define
+from attrs import define, field
 from pymysql.constants import CLIENT
 
 from .database import DuplicateKey, Row
@@ -59,10 +60,16 @@ class MysqlConnection:
 class MysqlDatabase:
     pool: Any  # aiomysql.Pool
     dialect: Dialect = MYSQL
+    _prepared: weakref.WeakSet[Any] = field(factory=weakref.WeakSet)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[MysqlConnection]:
         async with self.pool.acquire() as raw:
+            if raw not in self._prepared:
+                # as on PostgreSQL, each statement sees what others committed before it
+                # (InnoDB's default snapshot would be taken at the first plain read)
+                await raw.query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                self._prepared.add(raw)
             yield MysqlConnection(raw)
 
     async def close(self) -> None:

@@ -1,0 +1,268 @@
+"""Contract: the Midjourney queue on every store: limits, promotion, release, timeouts, events."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from mjcore.errors import InsufficientCredits, ProviderRejected, QueueFull
+from mjcore.ledger import EntryKind
+from mjcore.midjourney import Attachment, EventType, ListenerEvent, MjAction
+from mjcore.ports import Store, Upload
+from mjcore.pricing import Prices
+from mjcore.services import accounts, reports, tasks
+from mjcore.services.midjourney import Handled, MidjourneyService, ParentRef, QueueLimits
+from mjcore.tasks import Provider, Task, TaskStatus
+
+from ..support import FakeClock
+
+HASH = "600f88ff-2147-40ad-83e4-50992c96aadb"
+
+
+class FakeProvider:
+    def __init__(self) -> None:
+        self.submitted: list[Task] = []
+        self.refuse = False
+
+    async def submit(self, task: Task) -> None:
+        await asyncio.sleep(0)  # let other requests interleave
+        if self.refuse:
+            raise ProviderRejected("Discord refused the request: HTTP 400")
+        self.submitted.append(task)
+
+    async def upload(self, filename: str, data: bytes, content_type: str) -> Upload:
+        return Upload(f"x/{filename}", f"https://bucket/x/{filename}")
+
+    async def send_message(self, upload_filename: str) -> str:
+        return f"https://cdn/{upload_filename}"
+
+
+class FakeMirror:
+    async def mirror(self, url: str) -> str | None:
+        return f"https://ours/images/{url.rsplit('/', 1)[-1]}"
+
+
+def _service(
+    store: Store, clock: FakeClock, concurrency: int = 2, queue: int = 2
+) -> tuple[MidjourneyService, FakeProvider]:
+    provider = FakeProvider()
+    limits = QueueLimits(concurrency, queue, timeout_s=300)
+    return MidjourneyService(store, clock, Prices(), provider, FakeMirror(), limits), provider
+
+
+async def _user(store: Store, clock: FakeClock, tokens: int = 100) -> int:
+    return (await accounts.create_account(store, clock, f"u{tokens}", tokens)).account.id
+
+
+async def _holding(store: Store) -> int:
+    async with store.unit_of_work(readonly=True) as uow:
+        return await uow.tasks.count_holding(Provider.MIDJOURNEY)
+
+
+def _end(task: Task, message_id: str, content: str = "", filename: str = "") -> ListenerEvent:
+    name = filename or f"me_{task.trigger_id}x_{HASH}.png"
+    return ListenerEvent(
+        EventType.END,
+        message_id,
+        content or f"**<#{task.trigger_id}#>p** - <@1> (fast)",
+        task.trigger_id,
+        (Attachment(f"https://cdn/{name}", name),),
+    )
+
+
+async def test_admission_fills_slots_then_the_queue_then_refuses(
+    store: Store, clock: FakeClock
+) -> None:
+    mj, provider = _service(store, clock)
+    user = await _user(store, clock, 10)
+
+    accepted = [await mj.imagine(user, f"fox {i}") for i in range(4)]
+    with pytest.raises(QueueFull):
+        await mj.imagine(user, "one too many")
+
+    assert [t.status for t in accepted] == [TaskStatus.SUBMITTED] * 2 + [TaskStatus.NOT_START] * 2
+    assert [t.task_id for t in provider.submitted] == [t.task_id for t in accepted[:2]]
+    assert (await accounts.get_account_by_id(store, user)).credits == 6
+    assert (await tasks.list_tasks(store, user)).total == 4
+
+
+async def test_concurrent_admissions_respect_both_limits(store: Store, clock: FakeClock) -> None:
+    mj, provider = _service(store, clock, concurrency=3, queue=5)
+    user = await _user(store, clock, 100)
+
+    results = await asyncio.gather(
+        *(mj.imagine(user, f"fox {i}") for i in range(30)), return_exceptions=True
+    )
+
+    accepted = [r for r in results if isinstance(r, Task)]
+    assert len(accepted) == 8
+    assert all(isinstance(r, QueueFull) for r in results if not isinstance(r, Task))
+    assert await _holding(store) == 3 and len(provider.submitted) == 3
+    assert (await accounts.get_account_by_id(store, user)).credits == 92
+    assert (await reports.verify_ledger(store)).ok
+
+
+async def test_no_credits_is_refused_before_the_queue(store: Store, clock: FakeClock) -> None:
+    mj, _ = _service(store, clock)
+    user = await _user(store, clock, 0)
+    with pytest.raises(InsufficientCredits):
+        await mj.imagine(user, "fox")
+    assert await _holding(store) == 0
+
+
+async def test_a_refused_submission_refunds_and_starts_the_next(
+    store: Store, clock: FakeClock
+) -> None:
+    mj, provider = _service(store, clock, concurrency=1, queue=5)
+    user = await _user(store, clock, 10)
+    first = await mj.imagine(user, "first")
+    waiting = await mj.imagine(user, "second")
+
+    provider.refuse = True
+    refused = await mj.imagine(user, "third")  # waits: the slot is taken
+    done = await mj.handle(_end(first, "900"))  # frees the slot; "second" is refused
+    provider.refuse = False
+    done_second = await tasks.get_task(store, waiting.task_id)
+    third = await tasks.get_task(store, refused.task_id)
+
+    assert done is Handled.UPDATED
+    assert done_second.status is TaskStatus.FAILURE and done_second.refunded
+    assert "HTTP 400" in (done_second.fail_reason or "")
+    assert third.status is TaskStatus.FAILURE  # promoted in turn, refused in turn
+    assert await _holding(store) == 0
+    assert (await accounts.get_account_by_id(store, user)).credits == 9
+    assert (await reports.verify_ledger(store)).ok
+
+
+async def test_finishing_frees_the_slot_for_the_oldest_waiting_task(
+    store: Store, clock: FakeClock
+) -> None:
+    mj, provider = _service(store, clock, concurrency=1, queue=5)
+    user = await _user(store, clock, 10)
+    running = await mj.imagine(user, "a")
+    queued = [await mj.imagine(user, x) for x in ("b", "c")]
+
+    await mj.handle(_end(running, "901"))
+
+    assert [t.prompt for t in provider.submitted] == ["a", "b"]
+    states = [(await tasks.get_task(store, t.task_id)).status for t in queued]
+    assert states == [TaskStatus.SUBMITTED, TaskStatus.NOT_START]
+    assert await _holding(store) == 1
+
+
+async def test_release_is_idempotent_and_only_the_owners(store: Store, clock: FakeClock) -> None:
+    mj, provider = _service(store, clock, concurrency=1, queue=5)
+    alice, bob = await _user(store, clock, 10), await _user(store, clock, 11)
+    running = await mj.imagine(alice, "a")
+    await mj.imagine(alice, "b")
+    assert running.trigger_id is not None
+
+    assert await mj.release(bob, running.trigger_id) == 0
+    assert await mj.release(alice, running.trigger_id) == 1
+    assert await mj.release(alice, running.trigger_id) == 0
+    assert await mj.release(alice, "unknown") == 0
+
+    assert [t.prompt for t in provider.submitted] == ["a", "b"]
+    assert await _holding(store) == 1
+    assert (await tasks.get_task(store, running.task_id)).status is TaskStatus.SUBMITTED
+
+
+async def test_the_sweep_fails_timed_out_jobs_once_and_starts_the_next(
+    store: Store, clock: FakeClock
+) -> None:
+    mj, provider = _service(store, clock, concurrency=1, queue=5)
+    user = await _user(store, clock, 10)
+    stuck = await mj.imagine(user, "stuck")
+    waiting = await mj.imagine(user, "next")
+
+    clock.advance(seconds=299)
+    assert await mj.sweep() == 0
+    clock.advance(seconds=2)
+    swept = await asyncio.gather(mj.sweep(), mj.sweep(), mj.sweep())
+
+    failed = await tasks.get_task(store, stuck.task_id)
+    assert sum(swept) >= 1
+    assert failed.status is TaskStatus.FAILURE and "timed out" in (failed.fail_reason or "")
+    assert (await tasks.get_task(store, waiting.task_id)).status is TaskStatus.SUBMITTED
+    assert [t.prompt for t in provider.submitted] == ["stuck", "next"]
+    async with store.unit_of_work(readonly=True) as uow:
+        kinds = [e.kind for e in await uow.ledger.entries(user)]
+    assert kinds.count(EntryKind.REFUND) == 1
+    assert (await accounts.get_account_by_id(store, user)).credits == 9
+
+
+async def test_a_result_racing_the_timeout_ends_the_task_once(
+    store: Store, clock: FakeClock
+) -> None:
+    mj, _ = _service(store, clock)
+    user = await _user(store, clock, 10)
+    task = await mj.imagine(user, "fox")
+    clock.advance(seconds=301)
+
+    await asyncio.gather(mj.sweep(), *(mj.handle(_end(task, "902")) for _ in range(5)))
+
+    ended = await tasks.get_task(store, task.task_id)
+    assert ended.status in (TaskStatus.SUCCESS, TaskStatus.FAILURE)
+    assert ended.refunded is (ended.status is TaskStatus.FAILURE)
+    assert (await accounts.get_account_by_id(store, user)).credits == (10 if ended.refunded else 9)
+    assert await _holding(store) == 0
+    assert (await reports.verify_ledger(store)).ok
+
+
+async def test_events_drive_a_task_to_success_and_duplicates_change_nothing(
+    store: Store, clock: FakeClock
+) -> None:
+    mj, _ = _service(store, clock)
+    user = await _user(store, clock, 10)
+    task = await mj.imagine(user, "fox")
+    trigger = task.trigger_id
+    start = ListenerEvent(EventType.START, "500", f"**<#{trigger}#>p** (Waiting to start)", trigger)
+    progress = ListenerEvent(EventType.GENERATING, "500", f"**<#{trigger}#>p** (31%)", trigger)
+    older = ListenerEvent(EventType.GENERATING, "500", f"**<#{trigger}#>p** (15%)", trigger)
+
+    assert await mj.handle(start) is Handled.UPDATED
+    assert await mj.handle(progress) is Handled.UPDATED
+    assert await mj.handle(older) is Handled.UPDATED  # an out-of-order edit
+    assert (await tasks.get_task(store, task.task_id)).progress == 31
+    results = await asyncio.gather(*(mj.handle(_end(task, "501")) for _ in range(4)))
+
+    done = await tasks.get_task(store, task.task_id)
+    assert sorted(results) == sorted([Handled.UPDATED] + [Handled.UNCHANGED] * 3)
+    assert (done.status, done.progress, done.msg_id, done.msg_hash) == (
+        TaskStatus.SUCCESS,
+        100,
+        "501",
+        HASH,
+    )
+    assert done.image_url == f"https://ours/images/me_{trigger}x_{HASH}.png"
+    assert not done.holds_slot
+    unknown = ListenerEvent(EventType.END, "1", "<#1#>", "1")
+    assert await mj.handle(unknown) is Handled.IGNORED
+
+
+async def test_follow_ups_share_the_trigger_and_are_told_apart(
+    store: Store, clock: FakeClock
+) -> None:
+    mj, provider = _service(store, clock, concurrency=5)
+    user = await _user(store, clock, 10)
+    grid = await mj.imagine(user, "fox")
+    await mj.handle(_end(grid, "600"))
+    u1 = await mj.press(user, MjAction.UPSCALE, ParentRef(task_id=grid.task_id), index=1)
+    u2 = await mj.press(
+        user,
+        MjAction.UPSCALE,
+        ParentRef(msg_id="600", msg_hash=HASH, trigger_id=grid.trigger_id),
+        index=2,
+    )
+    other = "11111111-2222-3333-4444-555555555555"
+
+    content = f"**<#{grid.trigger_id}#>p** - Image #2 <@1>"
+    await mj.handle(_end(u2, "602", content, f"me_x_{other}.png"))
+    await mj.handle(_end(u1, "601", content.replace("#2", "#1")))
+
+    assert u1.trigger_id == u2.trigger_id == grid.trigger_id
+    assert provider.submitted[-1].params == {"index": 2, "msg_id": "600", "msg_hash": HASH}
+    first, second = [await tasks.get_task(store, t.task_id) for t in (u1, u2)]
+    assert (first.msg_id, first.msg_hash) == ("601", HASH)
+    assert (second.msg_id, second.msg_hash) == ("602", other)

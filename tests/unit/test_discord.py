@@ -1,0 +1,160 @@
+"""The Discord adapter against httpx.MockTransport: payloads, retries, errors, uploads."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from adapters.discord import DiscordConfig, DiscordMidjourney
+from mjcore.errors import ProviderRejected, ProviderUnavailable
+from mjcore.midjourney import MjAction
+from mjcore.tasks import Provider, Task
+
+CONFIG = DiscordConfig(
+    api_url="https://discord.test/api/v9",
+    user_token="tok",
+    guild_id="1",
+    channel_id="2",
+    application_id="936929561302675456",
+    imagine_id="938956540159881230",
+    imagine_version="11",
+    describe_id="1092492867185950852",
+    describe_version="22",
+    session_id="sess",
+)
+
+
+def _task(action: MjAction, **params: object) -> Task:
+    return Task(
+        task_id="t",
+        account_id=1,
+        provider=Provider.MIDJOURNEY,
+        action=action,
+        prompt="a cat",
+        cost=1,
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        params=params,
+        trigger_id="1234",
+    )
+
+
+def _provider(handler: httpx.MockTransport, **config: object) -> DiscordMidjourney:
+    from attrs import evolve
+
+    return DiscordMidjourney(httpx.AsyncClient(transport=handler), evolve(CONFIG, **config))
+
+
+async def test_imagine_payload_is_the_discord_clients() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    await _provider(httpx.MockTransport(handler)).submit(_task(MjAction.IMAGINE))
+
+    [request] = seen
+    body = json.loads(request.content)
+    assert request.url == "https://discord.test/api/v9/interactions"
+    assert request.headers["authorization"] == "tok"
+    assert body["type"] == 2 and body["session_id"] == "sess" and body["nonce"].isdigit()
+    assert body["data"] == {
+        "version": "11",
+        "id": "938956540159881230",
+        "name": "imagine",
+        "type": 1,
+        "options": [{"type": 3, "name": "prompt", "value": "<#1234#>a cat"}],
+        "attachments": [],
+    }
+
+
+async def test_network_errors_are_retried_twice_then_reported() -> None:
+    attempts = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal attempts
+        attempts += 1
+        raise httpx.ConnectError("refused", request=request)
+
+    with pytest.raises(ProviderUnavailable, match="after 3 attempts"):
+        await _provider(httpx.MockTransport(handler)).submit(_task(MjAction.IMAGINE))
+    assert attempts == 3
+
+
+async def test_a_retry_that_gets_through_succeeds() -> None:
+    attempts = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise httpx.ReadTimeout("slow", request=request)
+        return httpx.Response(204)
+
+    await _provider(httpx.MockTransport(handler)).submit(_task(MjAction.IMAGINE))
+    assert attempts == 2
+
+
+async def test_an_http_error_is_not_retried() -> None:
+    attempts = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal attempts
+        attempts += 1
+        return httpx.Response(400, json={"message": "Invalid Form Body", "code": 50035})
+
+    with pytest.raises(ProviderRejected, match="HTTP 400"):
+        await _provider(httpx.MockTransport(handler)).submit(_task(MjAction.IMAGINE))
+    assert attempts == 1
+
+
+async def test_unconfigured_discord_fails_without_a_request() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise AssertionError("no request expected")
+
+    provider = _provider(httpx.MockTransport(handler), user_token=None)
+    with pytest.raises(ProviderUnavailable, match="not configured"):
+        await provider.submit(_task(MjAction.IMAGINE))
+
+
+async def test_upload_is_two_steps_and_the_put_carries_no_token() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.method == "POST":
+            return httpx.Response(
+                200,
+                json={
+                    "attachments": [
+                        {
+                            "id": "0",
+                            "upload_url": "https://bucket.test/u/1234.png?upload_id=x",
+                            "upload_filename": "u/1234.png",
+                        }
+                    ]
+                },
+            )
+        return httpx.Response(200)
+
+    upload = await _provider(httpx.MockTransport(handler)).upload("1234.png", b"png!", "image/png")
+
+    post, put = seen
+    assert post.url == "https://discord.test/api/v9/channels/2/attachments"
+    assert json.loads(post.content) == {
+        "files": [{"filename": "1234.png", "file_size": 4, "id": "0"}]
+    }
+    assert put.method == "PUT" and put.content == b"png!" and "authorization" not in put.headers
+    assert (upload.upload_filename, upload.upload_url) == (
+        "u/1234.png",
+        "https://bucket.test/u/1234.png?upload_id=x",
+    )
+
+
+async def test_an_upload_answer_without_slots_is_a_provider_error() -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"nope": 1}))
+    with pytest.raises(ProviderRejected):
+        await _provider(transport).upload("1.png", b"x", "image/png")
