@@ -35,29 +35,31 @@ class DiscordConfig:
     retries: int = 2
 
 
+BUTTONS = {
+    MjAction.UPSCALE: "MJ::JOB::upsample::{index}::{hash}",
+    MjAction.VARIATION: "MJ::JOB::variation::{index}::{hash}",
+    MjAction.SOLO_VARIATION: "MJ::JOB::variation::1::{hash}::SOLO",
+    MjAction.SOLO_LOW_VARIATION: "MJ::JOB::low_variation::1::{hash}::SOLO",
+    MjAction.SOLO_HIGH_VARIATION: "MJ::JOB::high_variation::1::{hash}::SOLO",
+    MjAction.EXPAND: "MJ::JOB::pan_{direction}::1::{hash}::SOLO",
+    MjAction.ZOOMOUT: "MJ::Outpaint::{zoomout}::1::{hash}::SOLO",
+    MjAction.RESET: "MJ::JOB::reroll::0::{hash}::SOLO",
+}
+"""Midjourney's button ids, by the action that presses them."""
+
+
 def custom_id(task: Task) -> str:
     """The Midjourney button a follow-up task presses."""
-    action = MjAction(task.action)
-    params = task.params
-    h = params["msg_hash"]
-    match action:
-        case MjAction.UPSCALE:
-            return f"MJ::JOB::upsample::{params['index']}::{h}"
-        case MjAction.VARIATION:
-            return f"MJ::JOB::variation::{params['index']}::{h}"
-        case MjAction.SOLO_VARIATION:
-            return f"MJ::JOB::variation::1::{h}::SOLO"
-        case MjAction.SOLO_LOW_VARIATION:
-            return f"MJ::JOB::low_variation::1::{h}::SOLO"
-        case MjAction.SOLO_HIGH_VARIATION:
-            return f"MJ::JOB::high_variation::1::{h}::SOLO"
-        case MjAction.EXPAND:
-            return f"MJ::JOB::pan_{params['direction']}::1::{h}::SOLO"
-        case MjAction.ZOOMOUT:
-            return f"MJ::Outpaint::{params['zoomout']}::1::{h}::SOLO"
-        case MjAction.RESET:
-            return f"MJ::JOB::reroll::0::{h}::SOLO"
-    raise InvalidInput(f"{action} is not a button")
+    template = BUTTONS.get(MjAction(task.action))
+    if template is None:
+        raise InvalidInput(f"{task.action} is not a button")
+    p = task.params
+    return template.format(
+        index=p.get("index"),
+        hash=p["msg_hash"],
+        direction=p.get("direction"),
+        zoomout=p.get("zoomout"),
+    )
 
 
 def nonce() -> str:

@@ -94,7 +94,7 @@ class MidjourneyService:
     async def imagine(self, account_id: int, prompt: str, picurl: str | None = None) -> Task:
         check_prompt(prompt, self.banned_words)
         params = {"picurl": picurl} if picurl else {}
-        return await self._start(account_id, MjAction.IMAGINE, prompt, params, None, None)
+        return await self._start(self._draft(account_id, MjAction.IMAGINE, prompt, params))
 
     async def press(
         self,
@@ -113,9 +113,8 @@ class MidjourneyService:
             params["direction"] = direction
         if zoomout is not None:
             params["zoomout"] = zoomout
-        return await self._start(
-            account_id, action, grid.prompt, params, grid.task_id, grid.trigger_id
-        )
+        draft = self._draft(account_id, action, grid.prompt, params, grid.task_id, grid.trigger_id)
+        return await self._start(draft)
 
     async def describe(self, account_id: int, upload_filename: str, trigger_id: str) -> Task:
         """Describe an image uploaded with :meth:`upload` (its file is named by the trigger)."""
@@ -129,7 +128,8 @@ class MidjourneyService:
         if others:
             raise TaskNotFound(f"trigger {trigger_id} is not yours")
         params = {"upload_filename": upload_filename}
-        return await self._start(account_id, MjAction.DESCRIBE, "", params, None, trigger_id)
+        draft = self._draft(account_id, MjAction.DESCRIBE, "", params, None, trigger_id)
+        return await self._start(draft)
 
     async def upload(self, data: bytes, content_type: str, suffix: str) -> UploadResult:
         """Hand an image to Discord under a fresh trigger id (free; no task)."""
@@ -163,45 +163,42 @@ class MidjourneyService:
             raise InvalidInput(f"task {grid.task_id} has no finished image to act on yet")
         return grid
 
-    async def _start(
+    def _draft(
         self,
         account_id: int,
         action: MjAction,
         prompt: str,
         params: dict[str, Any],
-        parent_task_id: str | None,
-        trigger_id: str | None,
+        parent_task_id: str | None = None,
+        trigger_id: str | None = None,
     ) -> Task:
-        task = await self._admit(account_id, action, prompt, params, parent_task_id, trigger_id)
+        """A job not yet accepted (a fresh trigger id is chosen on admission if none)."""
+        return Task(
+            task_id=new_task_id(),
+            account_id=account_id,
+            provider=MJ,
+            action=action,
+            prompt=prompt,
+            cost=self.prices.of(action),
+            created_at=self.clock(),
+            params=params,
+            parent_task_id=parent_task_id,
+            trigger_id=trigger_id,
+        )
+
+    async def _start(self, draft: Task) -> Task:
+        task = await self._admit(draft)
         if not task.holds_slot:
             return task  # waiting; dispatched when a slot frees
         return (await self._run([task]))[task.task_id]
 
-    async def _admit(
-        self,
-        account_id: int,
-        action: MjAction,
-        prompt: str,
-        params: dict[str, Any],
-        parent_task_id: str | None,
-        trigger_id: str | None,
-    ) -> Task:
-        now = self.clock()
+    async def _admit(self, draft: Task) -> Task:
+        """Charge and record the job; it runs at once if a slot is free, else it waits."""
+        now = draft.created_at
         async with self.store.unit_of_work() as uow:
             await uow.tasks.lock_queue(MJ)
-            task = Task(
-                task_id=new_task_id(),
-                account_id=account_id,
-                provider=MJ,
-                action=action,
-                prompt=prompt,
-                cost=self.prices.of(action),
-                created_at=now,
-                params=params,
-                parent_task_id=parent_task_id,
-                trigger_id=trigger_id or await _fresh_trigger(uow),
-            )
-            await credits.debit(uow, account_id, task.cost, task_reference(task.task_id), now)
+            task = evolve(draft, trigger_id=draft.trigger_id or await _fresh_trigger(uow))
+            await credits.debit(uow, task.account_id, task.cost, task_reference(task.task_id), now)
             if await uow.tasks.count_holding(MJ) < self.limits.concurrency:
                 task = evolve(task.advance(TaskStatus.SUBMITTED, now), holds_slot=True)
             elif await uow.tasks.count_waiting(MJ) >= self.limits.queue_size:
