@@ -37,14 +37,18 @@ def sniff(data: bytes) -> str | None:
 
 @define
 class LocalImageStore:
-    """Images as files named by 192 random bits; the name is the only way to find one."""
+    """Images as files named by 192 random bits; the name is the only way to find one.
+
+    The app serves them at ``{public_url}/images/{name}``.
+    """
 
     directory: Path
+    public_url: str
 
     async def save(self, data: bytes, content_type: str) -> str:
         name = secrets.token_urlsafe(24) + EXTENSIONS[content_type]
         await asyncio.to_thread(self._write, name, data)
-        return name
+        return f"{self.public_url}/images/{name}"
 
     def _write(self, name: str, data: bytes) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -71,7 +75,6 @@ class HttpImageMirror:
 
     client: httpx.AsyncClient
     images: ImageStore
-    public_url: str
     max_bytes: int = 50 * 1024 * 1024
 
     async def mirror(self, url: str) -> str | None:
@@ -91,9 +94,4 @@ class HttpImageMirror:
         kind = sniff(data)
         if kind is None:
             return None
-        return image_url(self.public_url, await self.images.save(data, kind))
-
-
-def image_url(public_url: str, name: str) -> str:
-    """The absolute URL the app serves a stored image at."""
-    return f"{public_url}/images/{name}"
+        return await self.images.save(data, kind)

@@ -7,7 +7,8 @@ serializable and rolls back by dropping the copy. Nothing survives the process.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 
@@ -200,6 +201,9 @@ class _Tasks:
 
     async def count(self, query: TaskQuery) -> int:
         return len(self._matching(query))
+
+    async def count_by_account(self, status: TaskStatus) -> Mapping[int, int]:
+        return Counter(t.account_id for t in self.s.tasks.values() if t.status is status)
 
     async def by_msg_id(self, msg_id: str) -> Sequence[Task]:
         return [t for t in self.s.tasks.values() if t.msg_id == msg_id]

@@ -15,12 +15,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mjcore.services import tasks
+from mjcore.tasks import Provider
+
 from .bootstrap import AppServices, bootstrap_app
+from .image_api import image_routes
 from .settings import Settings
 from .trigger_api import trigger_routes
 
 log = logging.getLogger("mjcore.app")
 access_log = logging.getLogger("mjcore.access")
+STALE_GRACE_S = 60  # a live server ends its own Fireworks jobs within their timeout
 
 
 def services_of(request: Request) -> AppServices:
@@ -72,14 +77,23 @@ class AccessLog:
             access_log.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed)
 
 
+async def sweep(services: AppServices) -> None:
+    """Settle what cannot end by itself: timed-out Midjourney jobs (refunded; waiting
+    ones start) and Fireworks jobs a crashed server left unfinished."""
+    await services.midjourney.sweep()
+    core = services.core
+    grace = core.settings.fireworks_timeout_s + STALE_GRACE_S
+    reason = "no result: the server stopped while generating"
+    await tasks.fail_stale(core.store, core.clock, Provider.FIREWORKS, grace, reason)
+
+
 async def _sweep_forever(services: AppServices, interval: float) -> None:
-    """Fail timed-out Midjourney jobs (refunding them) and start waiting ones."""
     while True:
         await asyncio.sleep(interval)
         try:
-            await services.midjourney.sweep()
+            await sweep(services)
         except Exception:
-            log.exception("queue sweep failed; retrying in %.1fs", interval)
+            log.exception("sweep failed; retrying in %.1fs", interval)
 
 
 def create_app(settings: Settings, *, services: AppServices | None = None) -> Starlette:
@@ -104,6 +118,7 @@ def create_app(settings: Settings, *, services: AppServices | None = None) -> St
         Route("/healthz", healthz),
         Route("/images/{name}", image),
         trigger_routes(),
+        image_routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.add_middleware(AccessLog)

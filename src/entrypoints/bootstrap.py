@@ -16,8 +16,10 @@ from .settings import Settings
 if TYPE_CHECKING:
     import httpx
 
-    from mjcore.ports import ImageStore
+    from mjcore.ports import ImageGenerator, ImageStore
     from mjcore.services.midjourney import MidjourneyService
+
+    from .tokens import Tokens
 
 
 class StoreUnavailable(Exception):
@@ -106,13 +108,16 @@ class AppServices:
     """What the web app adds to :class:`Services`: HTTP clients, providers, image storage."""
 
     core: Services
-    http: httpx.AsyncClient
+    clients: tuple[httpx.AsyncClient, ...]
     images: ImageStore
     midjourney: MidjourneyService
+    fireworks: ImageGenerator
+    tokens: Tokens
 
     async def aclose(self) -> None:
         try:
-            await self.http.aclose()
+            for client in self.clients:
+                await client.aclose()
         finally:
             await self.core.aclose()
 
@@ -125,15 +130,35 @@ async def bootstrap_app(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> AppServices:
     """Everything the web app needs. ``transport`` replaces the network (tests)."""
+    import secrets
+
     import httpx
 
     from adapters.discord import DiscordConfig, DiscordMidjourney
+    from adapters.fireworks import FireworksConfig, FireworksImages
     from adapters.images import HttpImageMirror, LocalImageStore
+    from mjcore.services.accounts import kept_secret
     from mjcore.services.midjourney import MidjourneyService, QueueLimits
 
+    from .tokens import Tokens
+
     core = await bootstrap(settings, store=store, clock=clock)
+    jwt_secret = settings.jwt_secret or await kept_secret(
+        core.store, "jwt_secret", secrets.token_urlsafe(48)
+    )
     http = httpx.AsyncClient(transport=transport, timeout=settings.discord_timeout_s)
-    images = LocalImageStore(Path(settings.image_dir))
+    # Fireworks may take minutes: its own client, bounded by its own timeout
+    slow = httpx.AsyncClient(transport=transport, timeout=settings.fireworks_timeout_s)
+    fireworks = FireworksImages(
+        slow,
+        FireworksConfig(
+            api_key=settings.fireworks_api_key,
+            base_url=settings.fireworks_base_url,
+            model=settings.fireworks_model,
+            timeout_s=settings.fireworks_timeout_s,
+        ),
+    )
+    images = LocalImageStore(Path(settings.image_dir), settings.public_url)
     discord = DiscordMidjourney(
         http,
         DiscordConfig(
@@ -154,8 +179,9 @@ async def bootstrap_app(
         clock=clock,
         prices=settings.prices,
         provider=discord,
-        mirror=HttpImageMirror(http, images, settings.public_url),
+        mirror=HttpImageMirror(http, images),
         limits=QueueLimits(settings.mj_concurrency, settings.mj_queue_size, settings.mj_timeout_s),
         banned_words=settings.banned_words,
     )
-    return AppServices(core, http, images, midjourney)
+    tokens = Tokens(jwt_secret, settings.jwt_ttl_s, clock)
+    return AppServices(core, (http, slow), images, midjourney, fireworks, tokens)

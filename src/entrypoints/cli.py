@@ -107,6 +107,21 @@ async def users_delete(services: Services, args: argparse.Namespace) -> Output:
     return Output(_account_text(account), account_view(account))
 
 
+async def users_rotate_key(services: Services, args: argparse.Namespace) -> Output:
+    rotated = await accounts.rotate_key(services.store, services.clock, args.name)
+    text = (
+        f"new app key for {rotated.account.user_name}: {rotated.app_key}\n"
+        "The old key no longer works. Keep this one now: it is shown only once."
+    )
+    return Output(text, account_view(rotated.account) | {"app_key": rotated.app_key})
+
+
+async def users_set_password(services: Services, args: argparse.Namespace) -> Output:
+    password = sys.stdin.readline().rstrip("\r\n")
+    account = await accounts.set_password(services.store, services.clock, args.name, password)
+    return Output(f"password set for {account.user_name}", account_view(account))
+
+
 async def codes_create(services: Services, args: argparse.Namespace) -> Output:
     expires = services.clock() + timedelta(days=args.expires_days) if args.expires_days else None
     issued = await codes.issue_codes(
@@ -215,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     leaf(verbs, "disable", users_disable, "stop an account's key").add_argument("name")
     leaf(verbs, "enable", users_enable, "re-enable a disabled account").add_argument("name")
     leaf(verbs, "delete", users_delete, "delete an account (its ledger stays)").add_argument("name")
+    leaf(verbs, "rotate-key", users_rotate_key, "new app key; prints it once").add_argument("name")
+    leaf(
+        verbs, "set-password", users_set_password, "image-API password, read from stdin"
+    ).add_argument("name")
 
     code_group = commands.add_parser("codes", help="redemption codes")
     code_verbs = code_group.add_subparsers(dest="verb", required=True, metavar="VERB")

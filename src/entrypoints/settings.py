@@ -146,8 +146,8 @@ def _text(raw: str) -> str:
 
 
 def _secret(raw: str) -> str:
-    if len(raw) < 16:
-        raise ValueError("must be at least 16 characters")
+    if len(raw.encode()) < 32:  # RFC 7518: an HS256 key is at least 256 bits
+        raise ValueError("must be at least 32 bytes")
     return raw
 
 

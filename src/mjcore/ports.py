@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol
@@ -120,6 +120,9 @@ class TaskRepository(Protocol):
     async def query(self, query: TaskQuery) -> Sequence[Task]: ...
 
     async def count(self, query: TaskQuery) -> int: ...
+
+    async def count_by_account(self, status: TaskStatus) -> Mapping[int, int]:
+        """How many tasks in ``status`` each account has (accounts with none are absent)."""
 
     async def by_msg_id(self, msg_id: str) -> Sequence[Task]:
         """Tasks whose finished message has this id (one, unless ids were reused)."""
@@ -243,6 +246,28 @@ class ImageStore(Protocol):
     """Where generated images are kept and served from."""
 
     async def save(self, data: bytes, content_type: str) -> str:
-        """Keep the image; return its unguessable name."""
+        """Keep the image under an unguessable name; return the absolute URL it is served at."""
 
     async def load(self, name: str) -> StoredImage | None: ...
+
+
+@frozen
+class ImageRequest:
+    prompt: str
+    aspect_ratio: str
+    output_format: str  # "png" or "jpeg"
+    seed: int | None = None
+
+
+@frozen
+class GeneratedImage:
+    data: bytes
+    content_type: str
+    request_id: str
+    seed: int | None = None
+
+
+class ImageGenerator(Protocol):
+    """A text-to-image provider (Fireworks). Raises :class:`~mjcore.errors.ProviderError`."""
+
+    async def generate(self, request: ImageRequest) -> GeneratedImage: ...

@@ -152,3 +152,23 @@ async def test_uncommitted_work_is_rolled_back(store: Store, clock: FakeClock) -
         await uow.accounts.debit(account.id, 3, clock())  # not committed either
 
     assert (await accounts.get_account_by_id(store, account.id)).credits == 10
+
+
+async def test_stale_unfinished_tasks_are_failed_and_refunded_once(
+    store: Store, clock: FakeClock
+) -> None:
+    account = (await accounts.create_account(store, clock, "alice", 5)).account
+    stale = await _reserve(store, clock, account.id)
+    await tasks.advance_task(store, clock, stale.task_id, TaskStatus.SUBMITTED)
+    clock.advance(seconds=100)
+    fresh = await _reserve(store, clock, account.id)
+    await tasks.advance_task(store, clock, fresh.task_id, TaskStatus.SUBMITTED)
+
+    first = await tasks.fail_stale(store, clock, Provider.MIDJOURNEY, 50, "server stopped")
+    second = await tasks.fail_stale(store, clock, Provider.MIDJOURNEY, 50, "server stopped")
+
+    assert (first, second) == (1, 0)
+    assert (await tasks.get_task(store, stale.task_id)).refunded
+    assert (await tasks.get_task(store, fresh.task_id)).status is TaskStatus.SUBMITTED
+    assert (await accounts.get_account_by_id(store, account.id)).credits == 4
+    assert (await reports.verify_ledger(store)).ok

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -364,6 +364,13 @@ class SqlTasks:
     async def count(self, query: TaskQuery) -> int:
         where, params = self._where(query)
         return int(await self.db.scalar(f"SELECT COUNT(*) FROM task WHERE {where}", **params))
+
+    async def count_by_account(self, status: TaskStatus) -> Mapping[int, int]:
+        rows = await self.db.all(
+            "SELECT account_id, COUNT(*) AS n FROM task WHERE status = :status GROUP BY account_id",
+            status=status,
+        )
+        return {int(row["account_id"]): int(row["n"]) for row in rows}
 
     async def by_msg_id(self, msg_id: str) -> Sequence[Task]:
         rows = await self.db.all(

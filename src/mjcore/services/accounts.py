@@ -10,6 +10,7 @@ from ..accounts import Account, check_user_name, digest_app_key, new_app_key
 from ..clock import Clock
 from ..errors import AccountNotFound, AccountUnavailable, InvalidAmount, InvalidAppKey
 from ..ledger import EntryKind, LedgerEntry
+from ..passwords import check_password, hash_password
 from ..ports import NewAccount, Store, UnitOfWork
 
 DEFAULT_TOKENS = 100
@@ -164,6 +165,46 @@ async def delete_account(store: Store, clock: Clock, user_name: str) -> Account:
         if account is None or account.deleted_at is not None:
             raise AccountNotFound(f"no account named {user_name!r}")
         await uow.accounts.update_flags(account.id, now, deleted_at=now)
+        updated = await uow.accounts.get(account.id)
+        await uow.commit()
+    assert updated is not None
+    return updated
+
+
+async def kept_secret(store: Store, name: str, candidate: str) -> str:
+    """The secret stored under ``name``; ``candidate`` becomes it if there is none yet.
+
+    Every process that starts at the same time ends up with the same value.
+    """
+    async with store.unit_of_work() as uow:
+        value = await uow.settings.put_if_absent(name, candidate)
+        await uow.commit()
+    return value
+
+
+async def rotate_key(store: Store, clock: Clock, user_name: str) -> CreatedAccount:
+    """Give the account a new app key (the old one stops working); shown this once."""
+    app_key = new_app_key()
+    async with store.unit_of_work() as uow:
+        account = await uow.accounts.by_name(user_name, for_update=True)
+        if account is None or account.deleted_at is not None:
+            raise AccountNotFound(f"no account named {user_name!r}")
+        await uow.accounts.update_flags(account.id, clock(), app_key_digest=digest_app_key(app_key))
+        updated = await uow.accounts.get(account.id)
+        await uow.commit()
+    assert updated is not None
+    return CreatedAccount(updated, app_key)
+
+
+async def set_password(store: Store, clock: Clock, user_name: str, password: str) -> Account:
+    """Let the account log in to the image API with this password."""
+    check_password(password)
+    password_hash = hash_password(password)
+    async with store.unit_of_work() as uow:
+        account = await uow.accounts.by_name(user_name, for_update=True)
+        if account is None or account.deleted_at is not None:
+            raise AccountNotFound(f"no account named {user_name!r}")
+        await uow.accounts.update_flags(account.id, clock(), password_hash=password_hash)
         updated = await uow.accounts.get(account.id)
         await uow.commit()
     assert updated is not None

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from attrs import frozen
+
+from ..accounts import Account
 from ..ledger import LedgerReport, report
-from ..ports import Counts, Store
+from ..ports import Counts, Store, TaskQuery
+from ..tasks import Task, TaskStatus
+from .tasks import check_page
 
 
 async def stats(store: Store) -> Counts:
@@ -15,3 +20,45 @@ async def verify_ledger(store: Store) -> LedgerReport:
     """Check that every account's counters equal the sums of its ledger entries."""
     async with store.unit_of_work(readonly=True) as uow:
         return report(await uow.ledger.tallies())
+
+
+@frozen
+class Record:
+    """A finished job as the image API lists it."""
+
+    task: Task
+    user_name: str
+
+
+@frozen
+class UserSummary:
+    account: Account
+    generated: int
+
+
+async def records(store: Store, account_id: int | None, limit: int) -> list[Record]:
+    """Successful tasks, newest first: one account's, or everyone's with ``None``."""
+    check_page(limit)
+    query = TaskQuery(account_id, TaskStatus.SUCCESS, limit)
+    async with store.unit_of_work(readonly=True) as uow:
+        found = await uow.tasks.query(query)
+        names: dict[int, str] = {}
+        for task in found:
+            if task.account_id not in names:
+                account = await uow.accounts.get(task.account_id)
+                names[task.account_id] = account.user_name if account else ""
+    return [Record(task, names[task.account_id]) for task in found]
+
+
+async def generated_count(store: Store, account_id: int) -> int:
+    """How many jobs of the account succeeded (the image API's ``totalGenerated``)."""
+    async with store.unit_of_work(readonly=True) as uow:
+        return await uow.tasks.count(TaskQuery(account_id, TaskStatus.SUCCESS))
+
+
+async def user_summaries(store: Store, limit: int, offset: int = 0) -> list[UserSummary]:
+    """Live accounts with their generated counts."""
+    async with store.unit_of_work(readonly=True) as uow:
+        found = await uow.accounts.list(limit, offset)
+        counts = await uow.tasks.count_by_account(TaskStatus.SUCCESS)
+    return [UserSummary(a, counts.get(a.id, 0)) for a in found if a.deleted_at is None]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from attrs import frozen
@@ -16,6 +16,7 @@ from ..tasks import Provider, Task, TaskStatus, new_task_id
 from . import credits
 
 MAX_PAGE = 100
+STALE_BATCH = 100
 
 
 @frozen
@@ -158,3 +159,18 @@ async def list_tasks(
         tasks = await uow.tasks.query(query)
         total = await uow.tasks.count(query)
     return TaskPage(tuple(tasks), total)
+
+
+async def fail_stale(
+    store: Store, clock: Clock, provider: Provider, older_than_s: float, reason: str
+) -> int:
+    """Fail and refund ``provider``'s tasks started more than ``older_than_s`` ago.
+
+    What a crash left behind (a debit whose job never ended) is settled this way.
+    """
+    cutoff = clock() - timedelta(seconds=older_than_s)
+    async with store.unit_of_work(readonly=True) as uow:
+        stale = await uow.tasks.unfinished_started_before(provider, cutoff, STALE_BATCH)
+    for task in stale:
+        await fail_task(store, clock, task.task_id, reason)
+    return len(stale)

@@ -1,0 +1,62 @@
+"""Password hashing with scrypt (memory-hard, stdlib) and a per-user salt."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+from .errors import WeakPassword
+
+MIN_LENGTH = 8
+MAX_LENGTH = 1024  # hashing cost must not be the attacker's choice
+N, R, P, DKLEN = 2**14, 8, 1, 32  # 16 MiB per hash
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, dklen: int) -> bytes:
+    return hashlib.scrypt(
+        password.encode("utf-8", "surrogatepass"),
+        salt=salt,
+        n=n,
+        r=r,
+        p=p,
+        dklen=dklen,
+        maxmem=n * r * 256,
+    )
+
+
+def check_password(password: str) -> str:
+    if not isinstance(password, str) or len(password) < MIN_LENGTH:
+        raise WeakPassword(f"password must be at least {MIN_LENGTH} characters")
+    if len(password) > MAX_LENGTH:
+        raise WeakPassword(f"password must be at most {MAX_LENGTH} characters")
+    return password
+
+
+def hash_password(password: str) -> str:
+    """``scrypt$n$r$p$salt$hash``, all a verifier needs besides the password."""
+    salt = secrets.token_bytes(16)
+    digest = _scrypt(password, salt, N, R, P, DKLEN)
+    return f"scrypt${N}${R}${P}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Constant-time check of ``password`` against a :func:`hash_password` result."""
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        expected = base64.b64decode(digest)
+        if scheme != "scrypt" or len(password) > MAX_LENGTH:
+            return False
+        actual = _scrypt(password, base64.b64decode(salt), int(n), int(r), int(p), len(expected))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+# verified against when the user does not exist, so both paths cost one scrypt
+DECOY_HASH = f"scrypt${N}${R}${P}${_b64(bytes(16))}${_b64(bytes(DKLEN))}"

@@ -1,0 +1,92 @@
+"""Image generation through a text-to-image provider, charged on the one ledger."""
+
+from __future__ import annotations
+
+from attrs import frozen
+
+from ..clock import Clock
+from ..errors import InvalidInput, ProviderError
+from ..ports import ImageGenerator, ImageRequest, ImageStore, Store
+from ..pricing import Prices
+from ..tasks import Provider, Task, TaskStatus
+from . import tasks
+
+ASPECT_RATIOS = ("1:1", "4:3", "3:4", "16:9", "9:16", "21:9", "9:21")
+FORMATS = ("png", "jpeg")
+MAX_PROMPT = 2000
+MAX_SEED = 2**32 - 1
+ACTION = "generate"
+
+
+@frozen
+class Generated:
+    task: Task
+    credits_remaining: int
+
+
+def check_request(request: ImageRequest) -> ImageRequest:
+    if not request.prompt.strip():
+        raise InvalidInput("prompt must not be empty")
+    if len(request.prompt) > MAX_PROMPT:
+        raise InvalidInput(f"prompt must be at most {MAX_PROMPT} characters")
+    if request.aspect_ratio not in ASPECT_RATIOS:
+        raise InvalidInput(f"aspect_ratio must be one of {', '.join(ASPECT_RATIOS)}")
+    if request.output_format not in FORMATS:
+        raise InvalidInput("output_format must be png or jpeg")
+    if request.seed is not None and not 0 <= request.seed <= MAX_SEED:
+        raise InvalidInput(f"seed must be from 0 to {MAX_SEED}")
+    return request
+
+
+async def generate_image(
+    store: Store,
+    clock: Clock,
+    prices: Prices,
+    generator: ImageGenerator,
+    images: ImageStore,
+    account_id: int,
+    request: ImageRequest,
+) -> Generated:
+    """Debit, generate, keep the image; any failure after the debit is refunded once."""
+    check_request(request)
+    params = {
+        "aspect_ratio": request.aspect_ratio,
+        "output_format": request.output_format,
+        "seed": request.seed,
+    }
+    task = await tasks.reserve_task(
+        store,
+        clock,
+        prices,
+        account_id=account_id,
+        provider=Provider.FIREWORKS,
+        action=ACTION,
+        prompt=request.prompt,
+        params=params,
+    )
+    try:
+        await tasks.advance_task(store, clock, task.task_id, TaskStatus.SUBMITTED)
+        image = await generator.generate(request)
+        url = await images.save(image.data, image.content_type)
+    except ProviderError as exc:
+        await tasks.fail_task(store, clock, task.task_id, str(exc))
+        raise
+    except BaseException as exc:  # our own failure (disk, cancellation): refund all the same
+        await tasks.fail_task(store, clock, task.task_id, f"internal error: {type(exc).__name__}")
+        raise
+    done = await tasks.advance_task(
+        store,
+        clock,
+        task.task_id,
+        TaskStatus.SUCCESS,
+        image_url=url,
+        provider_ref=image.request_id,
+        result={"seed": image.seed, "content_type": image.content_type},
+    )
+    return Generated(done, await _credits(store, account_id))
+
+
+async def _credits(store: Store, account_id: int) -> int:
+    async with store.unit_of_work(readonly=True) as uow:
+        account = await uow.accounts.get(account_id)
+    return 0 if account is None else account.credits

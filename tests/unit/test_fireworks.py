@@ -1,0 +1,134 @@
+"""The Fireworks adapter against httpx.MockTransport."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+
+from adapters.fireworks import FireworksConfig, FireworksImages
+from mjcore.errors import ContentFiltered, ProviderRejected, ProviderTimeout, ProviderUnavailable
+from mjcore.ports import ImageRequest
+
+from ..fakes.images import JPEG, png
+
+SYNC = FireworksConfig("key", "https://fw.test/inference/v1", "flux-1-schnell-fp8", 5.0)
+KONTEXT = FireworksConfig("key", "https://fw.test/inference/v1", "flux-kontext-pro", 5.0, 0.0)
+ASK = ImageRequest("a cat", "1:1", "png", 7)
+
+
+def _images(handler: object, config: FireworksConfig = SYNC) -> FireworksImages:
+    transport = httpx.MockTransport(handler)  # type: ignore[arg-type]
+    return FireworksImages(httpx.AsyncClient(transport=transport), config)
+
+
+async def test_text_to_image_sends_the_documented_request_and_reads_the_headers() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        headers = {"Seed": "7", "Finish-Reason": "SUCCESS", "X-Request-Id": "r-1"}
+        return httpx.Response(200, content=png(), headers=headers)
+
+    image = await _images(handler).generate(ASK)
+
+    [request] = seen
+    assert str(request.url) == (
+        "https://fw.test/inference/v1/workflows/accounts/fireworks/models/"
+        "flux-1-schnell-fp8/text_to_image"
+    )
+    assert request.headers["accept"] == "image/png"
+    assert request.headers["authorization"] == "Bearer key"
+    assert json.loads(request.content) == {"prompt": "a cat", "aspect_ratio": "1:1", "seed": 7}
+    assert (image.content_type, image.seed, image.request_id) == ("image/png", 7, "r-1")
+
+
+@pytest.mark.parametrize(
+    ("response", "error"),
+    [
+        (httpx.Response(500, json={"error": {"message": "boom"}}), ProviderRejected),
+        (httpx.Response(429, json={"detail": "slow down"}), ProviderRejected),
+        (
+            httpx.Response(200, content=png(), headers={"Finish-Reason": "CONTENT_FILTERED"}),
+            ContentFiltered,
+        ),
+        (httpx.Response(200, json={"id": "x"}), ProviderRejected),
+        (httpx.Response(200, content=b""), ProviderRejected),
+    ],
+)
+async def test_faults_become_provider_errors(response: httpx.Response, error: type) -> None:
+    with pytest.raises(error):
+        await _images(lambda request: response).generate(ASK)
+
+
+async def test_error_messages_are_read_from_any_shape() -> None:
+    answer = httpx.Response(500, json={"error": {"message": "model overloaded"}})
+    with pytest.raises(ProviderRejected, match="HTTP 500: model overloaded"):
+        await _images(lambda request: answer).generate(ASK)
+
+
+async def test_a_hang_past_the_timeout_is_a_timeout() -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(10)
+        return httpx.Response(200)
+
+    config = FireworksConfig("key", SYNC.base_url, SYNC.model, 0.2)
+    with pytest.raises(ProviderTimeout):
+        await _images(handler, config).generate(ASK)
+
+
+async def test_network_errors_and_missing_key_are_unavailable() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    with pytest.raises(ProviderUnavailable):
+        await _images(refuse).generate(ASK)
+    unconfigured = FireworksConfig(None, SYNC.base_url, SYNC.model, 1.0)
+    with pytest.raises(ProviderUnavailable, match="not configured"):
+        await _images(refuse, unconfigured).generate(ASK)
+
+
+async def test_kontext_submits_polls_and_downloads_the_sample() -> None:
+    polls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal polls
+        path = request.url.path
+        if path.endswith("/flux-kontext-pro"):
+            body = json.loads(request.content)
+            assert body["output_format"] == "jpeg"
+            return httpx.Response(200, json={"request_id": "job-1"})
+        if path.endswith("/get_result"):
+            polls += 1
+            assert json.loads(request.content) == {"id": "job-1"}
+            if polls < 3:
+                return httpx.Response(200, json={"id": "job-1", "status": "Pending"})
+            sample = {"sample": "https://storage.test/fw/job-1.jpeg"}
+            return httpx.Response(200, json={"id": "job-1", "status": "Ready", "result": sample})
+        assert "authorization" not in request.headers  # the signed URL needs no key
+        return httpx.Response(200, content=JPEG)
+
+    image = await _images(handler, KONTEXT).generate(ImageRequest("a boat", "1:1", "jpeg"))
+
+    assert polls == 3 and image.content_type == "image/jpeg" and image.request_id == "job-1"
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        ("Request Moderated", ContentFiltered),
+        ("Content Moderated", ContentFiltered),
+        ("Error", ProviderRejected),
+        ("Task not found", ProviderRejected),
+    ],
+)
+async def test_kontext_terminal_statuses(status: str, error: type) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/get_result"):
+            return httpx.Response(200, json={"id": "j", "status": status})
+        return httpx.Response(200, json={"request_id": "j"})
+
+    with pytest.raises(error):
+        await _images(handler, KONTEXT).generate(ASK)
