@@ -394,10 +394,21 @@ async def test_bad_bodies_are_400_with_an_error(
 
 
 @pytest.mark.parametrize(
-    "path", ["/api/records?limit=0", "/api/records?limit=101", "/api/records?limit=x"]
+    "path",
+    [
+        "/api/records?limit=0",
+        "/api/records?limit=101",
+        "/api/records?limit=x",
+        "/api/admin/records?limit=0",
+        "/api/admin/records?limit=-5",
+        "/api/admin/users?limit=abc",
+        "/api/admin/users?offset=-1",
+    ],
 )
 async def test_bad_queries_are_400(client: httpx.AsyncClient, path: str) -> None:
     _, headers = await signup(client)
+    if path.startswith("/api/admin"):
+        headers = admin_auth()
     response = await client.get(path, headers=headers)
     assert response.status_code == 400 and set(response.json()) == {"error"}
 
