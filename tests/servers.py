@@ -29,6 +29,7 @@ class Served:
     url: str
     env: dict[str, str]
     log: Path
+    pid: int
 
     @property
     def database_url(self) -> str:
@@ -74,7 +75,7 @@ def mjcore_serve(
         )
     try:
         wait_healthy(url, process, log, timeout)
-        yield Served(url, full, log)
+        yield Served(url, full, log, process.pid)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)

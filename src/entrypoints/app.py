@@ -20,12 +20,12 @@ from mjcore.tasks import Provider
 
 from .bootstrap import AppServices, bootstrap_app
 from .image_api import image_routes
+from .openapi import openapi_document
 from .settings import Settings
 from .trigger_api import trigger_routes
 
 log = logging.getLogger("mjcore.app")
 access_log = logging.getLogger("mjcore.access")
-STALE_GRACE_S = 60  # a live server ends its own Fireworks jobs within their timeout
 
 
 def services_of(request: Request) -> AppServices:
@@ -82,9 +82,10 @@ async def sweep(services: AppServices) -> None:
     ones start) and Fireworks jobs a crashed server left unfinished."""
     await services.midjourney.sweep()
     core = services.core
-    grace = core.settings.fireworks_timeout_s + STALE_GRACE_S
+    # a live server ends its own Fireworks job within the timeout; twice that is a crash
+    stale_after = 2 * core.settings.fireworks_timeout_s
     reason = "no result: the server stopped while generating"
-    await tasks.fail_stale(core.store, core.clock, Provider.FIREWORKS, grace, reason)
+    await tasks.fail_stale(core.store, core.clock, Provider.FIREWORKS, stale_after, reason)
 
 
 async def _sweep_forever(services: AppServices, interval: float) -> None:
@@ -114,7 +115,13 @@ def create_app(settings: Settings, *, services: AppServices | None = None) -> St
             if own:
                 await running.aclose()
 
+    document = openapi_document(settings.public_url)
+
+    async def openapi(request: Request) -> JSONResponse:
+        return JSONResponse(document)
+
     routes = [
+        Route("/openapi.json", openapi),
         Route("/healthz", healthz),
         Route("/images/{name}", image),
         trigger_routes(),

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -174,8 +175,10 @@ async def upload(request: Request) -> Response:
             if file is None or isinstance(file, str):
                 raise BadRequest("send the image as the multipart field 'file'")
             data = await file.read(limit + 1)
-    except (AssertionError, ValueError, KeyError) as exc:  # malformed multipart
-        raise BadRequest(f"the body must be multipart/form-data with a 'file' ({exc})") from None
+    except HTTPException as exc:  # Starlette's verdict on a malformed multipart body
+        raise BadRequest(
+            f"the body must be multipart/form-data with a 'file' ({exc.detail})"
+        ) from None
     if len(data) > limit:
         raise TooLarge(f"the file must be at most {limit} bytes")
     kind = sniff(data)

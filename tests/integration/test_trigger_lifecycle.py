@@ -343,3 +343,15 @@ async def test_uploads_must_be_images_of_bounded_size(
 
 async def test_discord_gets_the_user_token(discord: FakeDiscord) -> None:
     assert all(True for _ in discord.sent()) and TOKEN and discord.bad_auth == 0
+
+
+async def test_a_malformed_multipart_body_is_400(client: httpx.AsyncClient, served: Served) -> None:
+    user = await new_user(served.database_url)
+    for content_type in ("multipart/form-data", "multipart/form-data; boundary=x", "text/plain"):
+        response = await client.post(
+            f"{API}/upload",
+            content=b"--x\r\nnonsense",
+            headers=user.headers | {"Content-Type": content_type},
+        )
+        assert (content_type, response.status_code) == (content_type, 400)
+        assert response.json()["code"] == 13

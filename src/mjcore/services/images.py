@@ -5,7 +5,7 @@ from __future__ import annotations
 from attrs import frozen
 
 from ..clock import Clock
-from ..errors import InvalidInput, ProviderError
+from ..errors import InvalidInput, InvalidTransition, ProviderError, ProviderTimeout
 from ..ports import ImageGenerator, ImageRequest, ImageStore, Store
 from ..pricing import Prices
 from ..tasks import Provider, Task, TaskStatus
@@ -74,15 +74,18 @@ async def generate_image(
     except BaseException as exc:  # our own failure (disk, cancellation): refund all the same
         await tasks.fail_task(store, clock, task.task_id, f"internal error: {type(exc).__name__}")
         raise
-    done = await tasks.advance_task(
-        store,
-        clock,
-        task.task_id,
-        TaskStatus.SUCCESS,
-        image_url=url,
-        provider_ref=image.request_id,
-        result={"seed": image.seed, "content_type": image.content_type},
-    )
+    try:
+        done = await tasks.advance_task(
+            store,
+            clock,
+            task.task_id,
+            TaskStatus.SUCCESS,
+            image_url=url,
+            provider_ref=image.request_id,
+            result={"seed": image.seed, "content_type": image.content_type},
+        )
+    except InvalidTransition:  # the stale sweep settled (and refunded) it meanwhile
+        raise ProviderTimeout("the image came too late; the job was already refunded") from None
     return Generated(done, await _credits(store, account_id))
 
 
