@@ -80,6 +80,7 @@ async def empty_tables(store: SqlStore) -> None:
         await conn.begin(readonly=False)
         for table in TABLES:
             await conn.execute(f"DELETE FROM {table}")
+        await conn.execute("UPDATE provider_queue SET running = 0, waiting = 0")  # no tasks left
         await conn.commit()
 
 

@@ -18,7 +18,7 @@ from mjcore.accounts import Account
 from mjcore.codes import RedemptionCode
 from mjcore.errors import Conflict, UserNameTaken
 from mjcore.ledger import LedgerEntry, Tally, tally
-from mjcore.ports import Counts, NewAccount, TaskQuery
+from mjcore.ports import Counts, NewAccount, QueueCounts, TaskQuery
 from mjcore.tasks import MUTABLE_FIELDS, Provider, Task, TaskStatus
 
 
@@ -30,6 +30,7 @@ class _State:
     tasks: dict[str, Task] = field(factory=dict)
     settings: dict[str, str] = field(factory=dict)
     next_account_id: int = 1
+    queues: dict[Provider, QueueCounts] = field(factory=dict)
 
     def copy(self) -> _State:
         return _State(
@@ -39,6 +40,7 @@ class _State:
             dict(self.tasks),
             dict(self.settings),
             self.next_account_id,
+            dict(self.queues),
         )
 
 
@@ -208,9 +210,6 @@ class _Tasks:
     async def by_msg_id(self, msg_id: str) -> Sequence[Task]:
         return [t for t in self.s.tasks.values() if t.msg_id == msg_id]
 
-    async def lock_queue(self, provider: Provider) -> None:
-        return None  # a write unit of work already holds the store's one lock
-
     async def count_holding(self, provider: Provider) -> int:
         return sum(t.provider is provider and t.holds_slot for t in self.s.tasks.values())
 
@@ -249,6 +248,19 @@ class _Tasks:
 
 
 @define
+class _Queue:
+    s: _State
+
+    async def lock(self, provider: Provider) -> QueueCounts:
+        # a write unit of work already holds the store's one lock
+        return self.s.queues.get(provider, QueueCounts(0, 0))
+
+    async def change(self, provider: Provider, *, running: int = 0, waiting: int = 0) -> None:
+        now = self.s.queues.get(provider, QueueCounts(0, 0))
+        self.s.queues[provider] = QueueCounts(now.running + running, now.waiting + waiting)
+
+
+@define
 class _Settings:
     s: _State
 
@@ -284,6 +296,7 @@ class MemoryUnitOfWork:
     ledger: _Ledger = field(init=False)
     codes: _Codes = field(init=False)
     tasks: _Tasks = field(init=False)
+    queue: _Queue = field(init=False)
     settings: _Settings = field(init=False)
     stats: _Stats = field(init=False)
 
@@ -295,6 +308,7 @@ class MemoryUnitOfWork:
         self.ledger = _Ledger(self._state)
         self.codes = _Codes(self._state)
         self.tasks = _Tasks(self._state)
+        self.queue = _Queue(self._state)
         self.settings = _Settings(self._state)
         self.stats = _Stats(self._state)
         return self

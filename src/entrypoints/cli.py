@@ -156,6 +156,7 @@ async def migrate(services: Services, args: argparse.Namespace) -> Output:
 
 async def ledger_verify(services: Services, args: argparse.Namespace) -> Output:
     result = await reports.verify_ledger(services.store)
+    queue = await reports.verify_queue(services.store)
     lines = [f"checked {result.accounts_checked} accounts"]
     for t in result.mismatches:
         lines.append(
@@ -163,8 +164,21 @@ async def ledger_verify(services: Services, args: argparse.Namespace) -> Output:
             f" vs entries {t.entries_total}; token_use {t.token_use} vs entries {t.entries_use}"
         )
     lines.append("ledger ok" if result.ok else f"{len(result.mismatches)} account(s) disagree")
+    c, a = queue.counters, queue.actual
+    lines.append(
+        f"{queue.provider} queue ok: {a.running} running, {a.waiting} waiting"
+        if queue.ok
+        else f"QUEUE MISMATCH {queue.provider}: counters {c.running} running, {c.waiting}"
+        f" waiting; tasks {a.running} running, {a.waiting} waiting"
+    )
+    ok = result.ok and queue.ok
     data = {
-        "ok": result.ok,
+        "ok": ok,
+        "queue": {
+            "ok": queue.ok,
+            "counters": {"running": c.running, "waiting": c.waiting},
+            "tasks": {"running": a.running, "waiting": a.waiting},
+        },
         "accounts_checked": result.accounts_checked,
         "mismatches": [
             {
@@ -178,7 +192,7 @@ async def ledger_verify(services: Services, args: argparse.Namespace) -> Output:
             for t in result.mismatches
         ],
     }
-    return Output("\n".join(lines), data, EXIT_OK if result.ok else EXIT_FAILED)
+    return Output("\n".join(lines), data, EXIT_OK if ok else EXIT_FAILED)
 
 
 def _whole(low: int) -> Callable[[str], int]:

@@ -127,14 +127,11 @@ class TaskRepository(Protocol):
     async def by_msg_id(self, msg_id: str) -> Sequence[Task]:
         """Tasks whose finished message has this id (one, unless ids were reused)."""
 
-    async def lock_queue(self, provider: Provider) -> None:
-        """Hold the provider's queue lock until the unit of work ends (serializes admissions)."""
-
     async def count_holding(self, provider: Provider) -> int:
-        """Tasks of ``provider`` holding a concurrency slot."""
+        """Tasks of ``provider`` holding a concurrency slot (a full count, for checks)."""
 
     async def count_waiting(self, provider: Provider) -> int:
-        """Tasks of ``provider`` accepted but not yet started (``NOT_START``)."""
+        """Tasks of ``provider`` accepted but not yet started (a full count, for checks)."""
 
     async def next_waiting(self, provider: Provider) -> Task | None:
         """The oldest waiting task of ``provider``."""
@@ -146,6 +143,22 @@ class TaskRepository(Protocol):
         self, provider: Provider, cutoff: datetime, limit: int
     ) -> Sequence[Task]:
         """Started, not ended, tasks of ``provider`` whose start is older than ``cutoff``."""
+
+
+@frozen
+class QueueCounts:
+    running: int  # tasks holding a slot
+    waiting: int  # tasks accepted, not started
+
+
+class QueueRepository(Protocol):
+    """A provider's queue counters, kept in one row that every slot change locks."""
+
+    async def lock(self, provider: Provider) -> QueueCounts:
+        """Lock the queue until the unit of work ends; return its counters."""
+
+    async def change(self, provider: Provider, *, running: int = 0, waiting: int = 0) -> None:
+        """Move the counters, in the same transaction as the task changes they count."""
 
 
 class SettingRepository(Protocol):
@@ -175,6 +188,9 @@ class UnitOfWork(Protocol):
 
     @property
     def tasks(self) -> TaskRepository: ...
+
+    @property
+    def queue(self) -> QueueRepository: ...
 
     @property
     def settings(self) -> SettingRepository: ...

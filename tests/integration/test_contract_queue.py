@@ -56,8 +56,10 @@ async def _user(store: Store, clock: FakeClock, tokens: int = 100) -> int:
 
 
 async def _holding(store: Store) -> int:
-    async with store.unit_of_work(readonly=True) as uow:
-        return await uow.tasks.count_holding(Provider.MIDJOURNEY)
+    """Slots taken, after checking that the queue's counters agree with the tasks."""
+    check = await reports.verify_queue(store)
+    assert check.ok, check
+    return check.actual.running
 
 
 def _end(task: Task, message_id: str, content: str = "", filename: str = "") -> ListenerEvent:
@@ -266,3 +268,18 @@ async def test_follow_ups_share_the_trigger_and_are_told_apart(
     first, second = [await tasks.get_task(store, t.task_id) for t in (u1, u2)]
     assert (first.msg_id, first.msg_hash) == ("601", HASH)
     assert (second.msg_id, second.msg_hash) == ("602", other)
+
+
+async def test_the_queue_check_catches_counters_changed_behind_its_back(
+    store: Store, clock: FakeClock
+) -> None:
+    mj, _ = _service(store, clock)
+    user = await _user(store, clock, 10)
+    await mj.imagine(user, "fox")
+    async with store.unit_of_work() as uow:
+        await uow.queue.change(Provider.MIDJOURNEY, running=1)
+        await uow.commit()
+
+    check = await reports.verify_queue(store)
+
+    assert not check.ok and (check.counters.running, check.actual.running) == (2, 1)

@@ -81,6 +81,17 @@ def test_every_dialect_ships_the_same_numbered_migrations() -> None:
     assert versions["sqlite"] == list(range(1, len(versions["sqlite"]) + 1))
 
 
+def test_each_migration_splits_into_whole_statements() -> None:
+    for dialect in (SQLITE, MYSQL, POSTGRES):
+        for migration in load(dialect):
+            for statement in migration.statements:
+                code = "\n".join(
+                    line for line in statement.splitlines() if not line.strip().startswith("--")
+                )
+                assert ";" not in code, (dialect.name, migration.version, statement)
+                assert code.split()[0].upper() in ("CREATE", "ALTER", "INSERT"), statement
+
+
 async def _columns(store: SqlStore, table: str) -> set[str]:
     async with store.db.connection() as conn:
         if store.db.dialect is SQLITE:

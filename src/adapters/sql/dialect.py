@@ -42,6 +42,9 @@ class Dialect:
         return text, [self.param(params[name]) for name in names]
 
     def param(self, value: object) -> object:
+        kind = type(value)
+        if kind is str or kind is int or value is None:  # nearly every parameter
+            return value
         if isinstance(value, enum.Enum):
             return value.value
         if isinstance(value, bool):

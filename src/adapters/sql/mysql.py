@@ -24,7 +24,8 @@ class MysqlConnection:
     raw: Any  # aiomysql.Connection
 
     async def begin(self, *, readonly: bool) -> None:
-        await self.raw.query("START TRANSACTION READ ONLY" if readonly else "START TRANSACTION")
+        if not readonly:  # reads need none: READ COMMITTED gives each statement fresh data
+            await self.raw.query("START TRANSACTION")
 
     async def commit(self) -> None:
         await self.raw.commit()

@@ -19,14 +19,18 @@ class PostgresConnection:
     _tx: Any = field(default=None)
 
     async def begin(self, *, readonly: bool) -> None:
-        self._tx = self.raw.transaction(readonly=readonly)
+        if readonly:
+            self._tx = None  # autocommit reads: one round trip per statement
+            return
+        self._tx = self.raw.transaction()
         await self._tx.start()
 
     async def commit(self) -> None:
         await self._tx.commit()
 
     async def rollback(self) -> None:
-        await self._tx.rollback()
+        if self._tx is not None:
+            await self._tx.rollback()
 
     async def execute(self, sql: str, params: Sequence[object] = ()) -> int:
         try:

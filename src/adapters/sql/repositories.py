@@ -13,7 +13,7 @@ from mjcore.accounts import Account
 from mjcore.codes import RedemptionCode
 from mjcore.errors import Conflict, UserNameTaken
 from mjcore.ledger import EntryKind, LedgerEntry, Tally
-from mjcore.ports import Counts, NewAccount, TaskQuery
+from mjcore.ports import Counts, NewAccount, QueueCounts, TaskQuery
 from mjcore.tasks import MUTABLE_FIELDS, Provider, Task, TaskStatus
 
 from .database import DuplicateKey, Row
@@ -257,6 +257,10 @@ _TASK_COLUMNS = (
     " provider_ref, result, refunded, holds_slot, started_at, finished_at"
 )
 _JSON_FIELDS = ("params", "result")
+_TASK_NAMES = tuple(name.strip() for name in _TASK_COLUMNS.split(","))
+_INSERT_TASK = (
+    f"INSERT INTO task ({_TASK_COLUMNS}) VALUES ({', '.join(':' + n for n in _TASK_NAMES)})"
+)
 
 
 def _task(row: Row, db: Session) -> Task:
@@ -297,12 +301,9 @@ class SqlTasks:
     db: Session
 
     async def add(self, task: Task) -> None:
-        names = [name.strip() for name in _TASK_COLUMNS.split(",")]
         try:
             await self.db.insert(
-                f"INSERT INTO task ({_TASK_COLUMNS})"
-                f" VALUES ({', '.join(':' + name for name in names)})",
-                **{name: _column_value(task, name) for name in names},
+                _INSERT_TASK, **{name: _column_value(task, name) for name in _TASK_NAMES}
             )
         except DuplicateKey as exc:
             raise Conflict(f"duplicate task id {task.task_id}") from exc
@@ -378,15 +379,6 @@ class SqlTasks:
         )
         return [_task(row, self.db) for row in rows]
 
-    async def lock_queue(self, provider: Provider) -> None:
-        # an UPDATE takes the row lock on MySQL and PostgreSQL; SQLite's BEGIN IMMEDIATE
-        # already holds the database's write lock
-        matched = await self.db.execute(
-            "UPDATE provider_queue SET version = version + 1 WHERE name = :name", name=provider
-        )
-        if matched != 1:
-            raise RuntimeError(f"no queue row for {provider}: is the schema migrated?")
-
     async def count_holding(self, provider: Provider) -> int:
         return int(
             await self.db.scalar(
@@ -436,6 +428,32 @@ class SqlTasks:
             limit=limit,
         )
         return [_task(row, self.db) for row in rows]
+
+
+@frozen
+class SqlQueue:
+    db: Session
+
+    async def lock(self, provider: Provider) -> QueueCounts:
+        # FOR UPDATE holds the row on MySQL and PostgreSQL; on SQLite, BEGIN IMMEDIATE
+        # already holds the whole database
+        row = await self.db.one(
+            "SELECT running, waiting FROM provider_queue WHERE name = :name"
+            + self.db.dialect.for_update,
+            name=provider,
+        )
+        if row is None:
+            raise RuntimeError(f"no queue row for {provider}: is the schema migrated?")
+        return QueueCounts(int(row["running"]), int(row["waiting"]))
+
+    async def change(self, provider: Provider, *, running: int = 0, waiting: int = 0) -> None:
+        await self.db.execute(
+            "UPDATE provider_queue SET running = running + :running,"
+            " waiting = waiting + :waiting WHERE name = :name",
+            running=running,
+            waiting=waiting,
+            name=provider,
+        )
 
 
 @frozen

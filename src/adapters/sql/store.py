@@ -10,7 +10,15 @@ from attrs import define, field
 
 from .database import Connection, Database
 from .migrations import apply_migrations
-from .repositories import SqlAccounts, SqlCodes, SqlLedger, SqlSettings, SqlStats, SqlTasks
+from .repositories import (
+    SqlAccounts,
+    SqlCodes,
+    SqlLedger,
+    SqlQueue,
+    SqlSettings,
+    SqlStats,
+    SqlTasks,
+)
 from .session import Session
 
 
@@ -27,6 +35,7 @@ class SqlUnitOfWork:
     ledger: SqlLedger = field(init=False)
     codes: SqlCodes = field(init=False)
     tasks: SqlTasks = field(init=False)
+    queue: SqlQueue = field(init=False)
     settings: SqlSettings = field(init=False)
     stats: SqlStats = field(init=False)
 
@@ -44,6 +53,7 @@ class SqlUnitOfWork:
         self.ledger = SqlLedger(session)
         self.codes = SqlCodes(session)
         self.tasks = SqlTasks(session)
+        self.queue = SqlQueue(session)
         self.settings = SqlSettings(session)
         self.stats = SqlStats(session)
         return self

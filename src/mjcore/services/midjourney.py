@@ -1,9 +1,9 @@
 """Midjourney jobs: admission under a global queue, dispatch, listener events, timeouts.
 
-The queue lives in the task table. A task holding a slot runs at Discord; a
-``NOT_START`` task waits. Every change of slots happens under the queue lock
-(``lock_queue``), always taken before any task or account row, so admissions
-and releases from several processes see one consistent queue.
+A task holding a slot runs at Discord; a ``NOT_START`` task waits. The queue's
+counters live in one row that every admission and slot change locks first (before
+any task or account row), so admissions and releases from several processes see
+one consistent queue, and an admission costs two statements however long the queue.
 """
 
 from __future__ import annotations
@@ -196,13 +196,16 @@ class MidjourneyService:
         """Charge and record the job; it runs at once if a slot is free, else it waits."""
         now = draft.created_at
         async with self.store.unit_of_work() as uow:
-            await uow.tasks.lock_queue(MJ)
+            queue = await uow.queue.lock(MJ)
             task = evolve(draft, trigger_id=draft.trigger_id or await _fresh_trigger(uow))
             await credits.debit(uow, task.account_id, task.cost, task_reference(task.task_id), now)
-            if await uow.tasks.count_holding(MJ) < self.limits.concurrency:
+            if queue.running < self.limits.concurrency:
                 task = evolve(task.advance(TaskStatus.SUBMITTED, now), holds_slot=True)
-            elif await uow.tasks.count_waiting(MJ) >= self.limits.queue_size:
+                await uow.queue.change(MJ, running=1)
+            elif queue.waiting >= self.limits.queue_size:
                 raise QueueFull("Task queue is full.")
+            else:
+                await uow.queue.change(MJ, waiting=1)
             await uow.tasks.add(task)
             await uow.commit()
         return task
@@ -229,7 +232,7 @@ class MidjourneyService:
         """End a task (refund on failure, exactly once), free its slot, promote waiting ones."""
         now = self.clock()
         async with self.store.unit_of_work() as uow:
-            await uow.tasks.lock_queue(MJ)
+            queue = await uow.queue.lock(MJ)
             current = await uow.tasks.get(task_id, for_update=True)
             if current is None:
                 raise TaskNotFound(task_id)
@@ -243,17 +246,22 @@ class MidjourneyService:
                 raise InvalidTransition(f"task {task_id} changed concurrently")
             if failure is not None and await refund_once(uow, task, now):
                 task = evolve(task, refunded=True)
+            running = queue.running
             if current.holds_slot and await uow.tasks.set_holds_slot(task_id, False):
                 task = evolve(task, holds_slot=False)
-            promoted = await self._fill(uow, now)
+                running -= 1
+                await uow.queue.change(MJ, running=-1)
+            if current.status is TaskStatus.NOT_START:
+                await uow.queue.change(MJ, waiting=-1)
+            promoted = await self._fill(uow, now, running)
             await uow.commit()
         return Ending(task, promoted, changed=True)
 
-    async def _fill(self, uow: UnitOfWork, now: datetime) -> list[Task]:
-        """Start waiting tasks while slots are free (caller holds the queue lock)."""
+    async def _fill(self, uow: UnitOfWork, now: datetime, running: int) -> list[Task]:
+        """Start waiting tasks while slots are free (the caller holds the queue lock and
+        says how many slots are taken)."""
         promoted = []
-        free = self.limits.concurrency - await uow.tasks.count_holding(MJ)
-        while free > 0:
+        for _ in range(self.limits.concurrency - running):
             waiting = await uow.tasks.next_waiting(MJ)
             if waiting is None:
                 break
@@ -261,18 +269,21 @@ class MidjourneyService:
             await uow.tasks.save(started, expected=TaskStatus.NOT_START)
             await uow.tasks.set_holds_slot(started.task_id, True)
             promoted.append(evolve(started, holds_slot=True))
-            free -= 1
+        if promoted:
+            await uow.queue.change(MJ, running=len(promoted), waiting=-len(promoted))
         return promoted
 
     async def release(self, account_id: int, trigger_id: str) -> int:
         """Free the slots the caller's tasks with this trigger hold; idempotent."""
         async with self.store.unit_of_work() as uow:
-            await uow.tasks.lock_queue(MJ)
+            queue = await uow.queue.lock(MJ)
             freed = 0
             for task in await uow.tasks.by_trigger(trigger_id):
                 if task.account_id == account_id and task.holds_slot:
                     freed += await uow.tasks.set_holds_slot(task.task_id, False)
-            promoted = await self._fill(uow, self.clock())
+            if freed:
+                await uow.queue.change(MJ, running=-freed)
+            promoted = await self._fill(uow, self.clock(), queue.running - freed)
             await uow.commit()
         await self._run(promoted)
         return freed
@@ -287,8 +298,8 @@ class MidjourneyService:
             reason = f"timed out after {self.limits.timeout_s} s without a result"
             promoted += (await self._finish(task.task_id, failure=reason)).promoted
         async with self.store.unit_of_work() as uow:
-            await uow.tasks.lock_queue(MJ)
-            promoted += await self._fill(uow, self.clock())
+            queue = await uow.queue.lock(MJ)
+            promoted += await self._fill(uow, self.clock(), queue.running)
             await uow.commit()
         await self._run(promoted)
         return len(stale)
@@ -305,10 +316,11 @@ class MidjourneyService:
         if not tasks:
             return Handled.IGNORED
         describing = event.type is EventType.TEXT
+        running = (TaskStatus.SUBMITTED, TaskStatus.IN_PROGRESS)  # only those Discord has
         open_tasks = [
             t
             for t in tasks
-            if not t.status.terminal and (t.action == MjAction.DESCRIBE) == describing
+            if t.status in running and (t.action == MjAction.DESCRIBE) == describing
         ]
         task = route(open_tasks, event)
         if task is None:

@@ -6,14 +6,36 @@ from attrs import frozen
 
 from ..accounts import Account
 from ..ledger import LedgerReport, report
-from ..ports import Counts, Store, TaskQuery
-from ..tasks import Task, TaskStatus
+from ..ports import Counts, QueueCounts, Store, TaskQuery
+from ..tasks import Provider, Task, TaskStatus
 from .tasks import check_page
 
 
 async def stats(store: Store) -> Counts:
     async with store.unit_of_work(readonly=True) as uow:
         return await uow.stats.counts()
+
+
+@frozen
+class QueueCheck:
+    """A provider queue's counters beside what the tasks say."""
+
+    provider: Provider
+    counters: QueueCounts
+    actual: QueueCounts
+
+    @property
+    def ok(self) -> bool:
+        return self.counters == self.actual
+
+
+async def verify_queue(store: Store, provider: Provider = Provider.MIDJOURNEY) -> QueueCheck:
+    async with store.unit_of_work() as uow:  # the lock: no slot moves while we count
+        counters = await uow.queue.lock(provider)
+        actual = QueueCounts(
+            await uow.tasks.count_holding(provider), await uow.tasks.count_waiting(provider)
+        )
+    return QueueCheck(provider, counters, actual)
 
 
 async def verify_ledger(store: Store) -> LedgerReport:

@@ -13,7 +13,7 @@ from ..dialect import Dialect
 from ..session import Session
 
 _FILE = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
-_STATEMENT_END = re.compile(r";\s*$", re.MULTILINE)
+_STATEMENT_END = re.compile(r";[ \t]*(?:--[^\n]*)?$", re.MULTILINE)  # a ";" ends its line
 
 VERSION_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_version ("

@@ -1,0 +1,1 @@
+"""Benchmarks: mjcore's endpoints against what this machine allows (``python -m bench``)."""
