@@ -263,8 +263,8 @@ def main() -> None:
         "--mj-concurrency",
         type=int,
         default=3,
-        help="3 (default): slots stay full, imagine measures admission (debit, task, queue);"
-        " 1000: every imagine is also sent to the fake Discord at once",
+        help="Midjourney slots (default 3): they fill at once, so imagine measures admission"
+        " (auth, debit, ledger, task, queue), as the ceiling measures debit + journal",
     )
     parser.add_argument(
         "--mysql", default=os.environ.get("MJCORE_TEST_MYSQL_URL"), help="DSN, or unset to skip"

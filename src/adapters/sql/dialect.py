@@ -11,7 +11,7 @@ from functools import lru_cache
 from attrs import frozen
 
 _NAMED = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
-_SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
+_AS_IS = frozenset({str, int, float, type(None)})
 
 
 class Paramstyle(enum.Enum):
@@ -39,19 +39,22 @@ class Dialect:
 
     def bind(self, sql: str, params: Mapping[str, object]) -> tuple[str, Sequence[object]]:
         text, names = self.compile(sql)
-        return text, [self.param(params[name]) for name in names]
+        convert = self.param
+        values = [params[name] for name in names]
+        # str, int and None (nearly every parameter) pass as they are
+        return text, [v if type(v) in _AS_IS else convert(v) for v in values]
 
     def param(self, value: object) -> object:
-        kind = type(value)
-        if kind is str or kind is int or value is None:  # nearly every parameter
+        if type(value) in _AS_IS:
             return value
         if isinstance(value, enum.Enum):
             return value.value
         if isinstance(value, bool):
             return int(value)
         if isinstance(value, datetime):
-            naive = value.astimezone(UTC).replace(tzinfo=None)
-            return naive.strftime(_SQLITE_TS) if self.datetimes_as_text else naive
+            utc = value if value.tzinfo is UTC else value.astimezone(UTC)
+            naive = utc.replace(tzinfo=None)
+            return naive.isoformat(" ", "microseconds") if self.datetimes_as_text else naive
         return value
 
     def timestamp(self, value: object) -> datetime | None:
