@@ -19,6 +19,7 @@ from mjcore.services import tasks
 from mjcore.tasks import Provider
 
 from .bootstrap import AppServices, bootstrap_app
+from .http import app_services
 from .image_api import image_routes
 from .openapi import openapi_document
 from .settings import Settings
@@ -28,15 +29,10 @@ log = logging.getLogger("mjcore.app")
 access_log = logging.getLogger("mjcore.access")
 
 
-def services_of(request: Request) -> AppServices:
-    services: AppServices = request.app.state.services
-    return services
-
-
 async def healthz(request: Request) -> JSONResponse:
     """``{"status": "ok"}`` once the database has answered."""
     try:
-        await services_of(request).core.store.ping()
+        await app_services(request).core.store.ping()
     except Exception:
         return JSONResponse({"status": "unavailable"}, status_code=503)
     return JSONResponse({"status": "ok"})
@@ -44,7 +40,7 @@ async def healthz(request: Request) -> JSONResponse:
 
 async def image(request: Request) -> Response:
     """A stored image, by its unguessable name."""
-    found = await services_of(request).images.load(request.path_params["name"])
+    found = await app_services(request).images.load(request.path_params["name"])
     if found is None:
         return JSONResponse({"error": "image not found"}, status_code=404)
     headers = {"Cache-Control": "public, max-age=31536000, immutable"}

@@ -3,17 +3,46 @@
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import cattrs
 from cattrs.gen import make_dict_structure_fn
 from starlette.requests import Request
+from starlette.responses import Response
+
+if TYPE_CHECKING:
+    from .bootstrap import AppServices
 
 T = TypeVar("T")
 
 
+Handler = Callable[[Request], Awaitable[Response]]
+
+
 class BadRequest(Exception):
     """The request itself is malformed; the surface turns this into its 400 body."""
+
+
+def guarded(on_error: Callable[[Exception], Response]) -> Callable[[Handler], Handler]:
+    """Wrap a surface's routes so every error becomes that surface's error body."""
+
+    def wrap(handler: Handler) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Exception as exc:
+                return on_error(exc)
+
+        return endpoint
+
+    return wrap
+
+
+def app_services(request: Request) -> AppServices:
+    """What the lifespan built (see :func:`entrypoints.app.create_app`)."""
+    services: AppServices = request.app.state.services
+    return services
 
 
 def _strict(kind: type) -> Any:

@@ -6,7 +6,6 @@ import base64
 import binascii
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from starlette.requests import Request
@@ -32,8 +31,16 @@ from mjcore.errors import (
 from mjcore.ports import ImageRequest
 from mjcore.services import codes, images, reports, users
 
-from .bootstrap import AppServices
-from .http import BadRequest, bearer_token, json_body, query_int, structure
+from .http import (
+    BadRequest,
+    Handler,
+    app_services,
+    bearer_token,
+    guarded,
+    json_body,
+    query_int,
+    structure,
+)
 from .image_schema import (
     CodesIn,
     Credentials,
@@ -99,22 +106,7 @@ def error_response(exc: Exception) -> JSONResponse:
     return _error(500, "服务器错误 (internal error)")
 
 
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def endpoint(handler: Handler) -> Handler:
-    async def guarded(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except Exception as exc:
-            return error_response(exc)
-
-    return guarded
-
-
-def app_services(request: Request) -> AppServices:
-    services: AppServices = request.app.state.services
-    return services
+endpoint = guarded(error_response)
 
 
 async def current_user(request: Request) -> Account:

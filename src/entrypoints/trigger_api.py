@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -28,8 +27,16 @@ from mjcore.midjourney import MjAction
 from mjcore.services import accounts, tasks
 from mjcore.tasks import TaskStatus
 
-from .bootstrap import AppServices
-from .http import BadRequest, bearer_token, json_body, query_int, structure
+from .http import (
+    BadRequest,
+    Handler,
+    app_services,
+    bearer_token,
+    guarded,
+    json_body,
+    query_int,
+    structure,
+)
 from .trigger_schema import (
     ButtonIn,
     DescribeIn,
@@ -98,22 +105,7 @@ def error_response(exc: Exception) -> JSONResponse:
     return _detail(500, "Internal server error.")
 
 
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def endpoint(handler: Handler) -> Handler:
-    async def guarded(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except Exception as exc:
-            return error_response(exc)
-
-    return guarded
-
-
-def app_services(request: Request) -> AppServices:
-    services: AppServices = request.app.state.services
-    return services
+endpoint = guarded(error_response)
 
 
 async def caller(request: Request) -> Account:

@@ -28,7 +28,6 @@ class Dialect:
     paramstyle: Paramstyle
     for_update: str  # appended to a locking SELECT
     if_absent: str  # INSERT ... {if_absent}: keep the existing row on a duplicate {key}
-    transactional_ddl: bool
     migration_lock: str | None = None
     migration_unlock: str | None = None
     datetimes_as_text: bool = False
@@ -86,7 +85,6 @@ SQLITE = Dialect(
     paramstyle=Paramstyle.QMARK,
     for_update="",  # BEGIN IMMEDIATE already holds the write lock
     if_absent=" ON CONFLICT ({key}) DO NOTHING",
-    transactional_ddl=True,
     datetimes_as_text=True,
 )
 
@@ -95,7 +93,6 @@ MYSQL = Dialect(
     paramstyle=Paramstyle.FORMAT,
     for_update=" FOR UPDATE",
     if_absent=" ON DUPLICATE KEY UPDATE {key} = {key}",  # INSERT IGNORE would warn
-    transactional_ddl=False,
     migration_lock="SELECT GET_LOCK('mjcore_migrate', 120)",
     migration_unlock="SELECT RELEASE_LOCK('mjcore_migrate')",
 )
@@ -105,6 +102,5 @@ POSTGRES = Dialect(
     paramstyle=Paramstyle.NUMERIC,
     for_update=" FOR UPDATE",
     if_absent=" ON CONFLICT ({key}) DO NOTHING",
-    transactional_ddl=True,
     migration_lock="SELECT pg_advisory_xact_lock(7316001)",
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from attrs import frozen
 
@@ -25,10 +26,10 @@ class CreatedAccount:
     app_key: str
 
 
-def check_tokens(value: int, what: str = "token total") -> int:
+def check_tokens(value: int) -> int:
     """A counter value: a whole number from 0 to 2**31-1."""
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_TOKENS:
-        raise InvalidAmount(f"{what} must be a whole number from 0 to {MAX_TOKENS}")
+        raise InvalidAmount(f"token total must be a whole number from 0 to {MAX_TOKENS}")
     return value
 
 
@@ -144,31 +145,27 @@ async def reset_usage(store: Store, clock: Clock, app_key: str) -> Account:
     return updated
 
 
-async def set_disabled(store: Store, clock: Clock, user_name: str, disabled: bool) -> Account:
-    """Disable (or re-enable) an account; its key and tokens stop working while disabled."""
-    async with store.unit_of_work() as uow:
-        account = await uow.accounts.by_name(user_name, for_update=True)
-        if account is None:
-            raise AccountNotFound(f"no account named {user_name!r}")
-        await uow.accounts.update_flags(account.id, clock(), disabled=disabled)
-        updated = await uow.accounts.get(account.id)
-        await uow.commit()
-    assert updated is not None
-    return updated
-
-
-async def delete_account(store: Store, clock: Clock, user_name: str) -> Account:
-    """Soft-delete: the row and its ledger stay (the invariant keeps holding), access ends."""
-    now = clock()
+async def _update_flags(store: Store, clock: Clock, user_name: str, **flags: Any) -> Account:
+    """Change flags of the live account ``user_name`` in one unit of work; the result."""
     async with store.unit_of_work() as uow:
         account = await uow.accounts.by_name(user_name, for_update=True)
         if account is None or account.deleted_at is not None:
             raise AccountNotFound(f"no account named {user_name!r}")
-        await uow.accounts.update_flags(account.id, now, deleted_at=now)
+        await uow.accounts.update_flags(account.id, clock(), **flags)
         updated = await uow.accounts.get(account.id)
         await uow.commit()
     assert updated is not None
     return updated
+
+
+async def set_disabled(store: Store, clock: Clock, user_name: str, disabled: bool) -> Account:
+    """Disable (or re-enable) an account; its key and tokens stop working while disabled."""
+    return await _update_flags(store, clock, user_name, disabled=disabled)
+
+
+async def delete_account(store: Store, clock: Clock, user_name: str) -> Account:
+    """Soft-delete: the row and its ledger stay (the invariant keeps holding), access ends."""
+    return await _update_flags(store, clock, user_name, deleted_at=clock())
 
 
 async def kept_secret(store: Store, name: str, candidate: str) -> str:
@@ -185,27 +182,11 @@ async def kept_secret(store: Store, name: str, candidate: str) -> str:
 async def rotate_key(store: Store, clock: Clock, user_name: str) -> CreatedAccount:
     """Give the account a new app key (the old one stops working); shown this once."""
     app_key = new_app_key()
-    async with store.unit_of_work() as uow:
-        account = await uow.accounts.by_name(user_name, for_update=True)
-        if account is None or account.deleted_at is not None:
-            raise AccountNotFound(f"no account named {user_name!r}")
-        await uow.accounts.update_flags(account.id, clock(), app_key_digest=digest_app_key(app_key))
-        updated = await uow.accounts.get(account.id)
-        await uow.commit()
-    assert updated is not None
-    return CreatedAccount(updated, app_key)
+    account = await _update_flags(store, clock, user_name, app_key_digest=digest_app_key(app_key))
+    return CreatedAccount(account, app_key)
 
 
 async def set_password(store: Store, clock: Clock, user_name: str, password: str) -> Account:
     """Let the account log in to the image API with this password."""
     check_password(password)
-    password_hash = hash_password(password)
-    async with store.unit_of_work() as uow:
-        account = await uow.accounts.by_name(user_name, for_update=True)
-        if account is None or account.deleted_at is not None:
-            raise AccountNotFound(f"no account named {user_name!r}")
-        await uow.accounts.update_flags(account.id, clock(), password_hash=password_hash)
-        updated = await uow.accounts.get(account.id)
-        await uow.commit()
-    assert updated is not None
-    return updated
+    return await _update_flags(store, clock, user_name, password_hash=hash_password(password))
