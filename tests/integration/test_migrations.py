@@ -16,7 +16,7 @@ from adapters.sql.dialect import MYSQL, POSTGRES, SQLITE
 from adapters.sql.migrations import load
 from entrypoints.bootstrap import open_store
 
-from ..support import MYSQL_URL, POSTGRES_URL, selected_stores, store_params
+from ..support import MYSQL_URL, POSTGRES_URL, store_params
 
 SEED_COLUMNS = {
     "id",
@@ -134,7 +134,3 @@ async def test_racing_processes_migrate_once(fresh_url: str) -> None:
     applied = sorted(v for result in results for v in result)
     assert applied == sorted({v for result in results for v in result})  # nothing twice
     assert len([r for r in results if r]) == 1
-
-
-def test_stores_under_test_include_the_sql_ones() -> None:
-    assert {"sqlite"} <= set(selected_stores()) or selected_stores() == ["memory"]
