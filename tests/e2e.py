@@ -14,6 +14,9 @@ from mjcore.clock import system_clock
 from mjcore.ledger import EntryKind
 from mjcore.services import accounts, reports
 
+CALLBACK_SECRET = "listener-callback-secret"
+"""What the test servers use as MJCORE_CALLBACK_SECRET (the HTTP callback needs one)."""
+
 
 @frozen
 class User:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 
 from attrs import define, evolve, field
@@ -21,6 +21,8 @@ from mjcore.ledger import LedgerEntry, Tally, tally
 from mjcore.ports import Counts, NewAccount, QueueCounts, TaskQuery
 from mjcore.tasks import MUTABLE_FIELDS, Provider, Task, TaskStatus
 
+_NEVER = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 @define
 class _State:
@@ -31,6 +33,7 @@ class _State:
     settings: dict[str, str] = field(factory=dict)
     next_account_id: int = 1
     queues: dict[Provider, QueueCounts] = field(factory=dict)
+    leases: dict[str, tuple[str, datetime]] = field(factory=dict)
 
     def copy(self) -> _State:
         return _State(
@@ -41,6 +44,7 @@ class _State:
             dict(self.settings),
             self.next_account_id,
             dict(self.queues),
+            dict(self.leases),
         )
 
 
@@ -223,6 +227,15 @@ class _Tasks:
     async def count_waiting(self, provider: Provider) -> int:
         return len(self._waiting(provider))
 
+    async def unfinished_of(
+        self, provider: Provider, account_id: int, limit: int
+    ) -> Sequence[Task]:
+        return [
+            t
+            for t in self.s.tasks.values()
+            if t.provider is provider and t.account_id == account_id and not t.status.terminal
+        ][:limit]
+
     async def next_waiting(self, provider: Provider) -> Task | None:
         return next(iter(self._waiting(provider)), None)
 
@@ -233,8 +246,8 @@ class _Tasks:
         self.s.tasks[task_id] = evolve(stored, holds_slot=held)
         return True
 
-    async def unfinished_started_before(
-        self, provider: Provider, cutoff: datetime, limit: int
+    async def stale(
+        self, provider: Provider, idle_before: datetime, started_before: datetime, limit: int
     ) -> Sequence[Task]:
         running = (TaskStatus.SUBMITTED, TaskStatus.IN_PROGRESS)
         return [
@@ -243,7 +256,7 @@ class _Tasks:
             if t.provider is provider
             and t.status in running
             and t.started_at is not None
-            and t.started_at < cutoff
+            and ((t.last_event_at or t.started_at) < idle_before or t.started_at < started_before)
         ][:limit]
 
 
@@ -269,6 +282,22 @@ class _Settings:
 
     async def put_if_absent(self, name: str, value: str) -> str:
         return self.s.settings.setdefault(name, value)
+
+
+@define
+class _Leases:
+    s: _State
+
+    async def acquire(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
+        current = self.s.leases.get(name)
+        if current is not None and current[0] != holder and current[1] >= now:
+            return False
+        self.s.leases[name] = (holder, until)
+        return True
+
+    async def release(self, name: str, holder: str) -> None:
+        if self.s.leases.get(name, ("", _NEVER))[0] == holder:
+            del self.s.leases[name]
 
 
 @define
@@ -298,6 +327,7 @@ class MemoryUnitOfWork:
     tasks: _Tasks = field(init=False)
     queue: _Queue = field(init=False)
     settings: _Settings = field(init=False)
+    leases: _Leases = field(init=False)
     stats: _Stats = field(init=False)
 
     async def __aenter__(self) -> MemoryUnitOfWork:
@@ -310,6 +340,7 @@ class MemoryUnitOfWork:
         self.tasks = _Tasks(self._state)
         self.queue = _Queue(self._state)
         self.settings = _Settings(self._state)
+        self.leases = _Leases(self._state)
         self.stats = _Stats(self._state)
         return self
 

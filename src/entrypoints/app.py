@@ -8,25 +8,35 @@ import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from typing import Any
 
+from attrs import define
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mjcore.services import tasks
+from mjcore.services.tasks import Deadlines
 from mjcore.tasks import Provider
 
 from .bootstrap import AppServices, bootstrap_app
-from .http import app_services
+from .http import Doc, Operation, app_services
 from .image_api import image_routes
+from .image_schema import Error
 from .openapi import openapi_document
+from .schema import Schema
 from .settings import Settings
 from .trigger_api import trigger_routes
 
 log = logging.getLogger("mjcore.app")
 access_log = logging.getLogger("mjcore.access")
+
+
+@define
+class Health:
+    status: str
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -40,7 +50,7 @@ async def healthz(request: Request) -> JSONResponse:
 
 async def image(request: Request) -> Response:
     """A stored image, by its unguessable name."""
-    found = await app_services(request).images.load(request.path_params["name"])
+    found = await app_services(request).image_store.load(request.path_params["name"])
     if found is None:
         return JSONResponse({"error": "image not found"}, status_code=404)
     headers = {"Cache-Control": "public, max-age=31536000, immutable"}
@@ -79,9 +89,10 @@ async def sweep(services: AppServices) -> None:
     await services.midjourney.sweep()
     core = services.core
     # a live server ends its own Fireworks job within the timeout; twice that is a crash
-    stale_after = 2 * core.settings.fireworks_timeout_s
-    reason = "no result: the server stopped while generating"
-    await tasks.fail_stale(core.store, core.clock, Provider.FIREWORKS, stale_after, reason)
+    crashed = Deadlines(
+        2 * core.settings.fireworks_timeout_s, 2 * core.settings.fireworks_timeout_s
+    )
+    await tasks.fail_stale(core.store, core.clock, Provider.FIREWORKS, crashed)
 
 
 async def _sweep_forever(services: AppServices, interval: float) -> None:
@@ -111,21 +122,36 @@ def create_app(settings: Settings, *, services: AppServices | None = None) -> St
             if own:
                 await running.aclose()
 
-    document = openapi_document(settings.public_url)
+    app = Starlette(routes=app_routes(), lifespan=lifespan)
+    app.state.openapi = openapi_document(app.routes, settings.public_url)  # built once
+    app.add_middleware(AccessLog)
+    return app
 
-    async def openapi(request: Request) -> JSONResponse:
-        return JSONResponse(document)
 
-    routes = [
-        Route("/openapi.json", openapi),
-        Route("/healthz", healthz),
-        Route("/images/{name}", image),
+async def openapi(request: Request) -> JSONResponse:
+    return JSONResponse(request.app.state.openapi)
+
+
+def document(public_url: str) -> dict[str, Any]:
+    """The app's OpenAPI document, as ``/openapi.json`` serves it."""
+    return openapi_document(app_routes(), public_url)
+
+
+def app_routes() -> list[BaseRoute]:
+    """Every route of the app; the documented ones make up ``/openapi.json``."""
+    images: Schema = {f"image/{kind}": {} for kind in ("png", "jpeg", "webp", "gif")}
+    return [
+        Operation("/openapi.json", openapi, "GET", Doc("This document", {200: None})),
+        Operation("/healthz", healthz, "GET", Doc("Database answers", {200: Health, 503: Health})),
+        Operation(
+            "/images/{name}",
+            image,
+            "GET",
+            Doc("A stored image", {200: None, 404: Error}, produces=images),
+        ),
         trigger_routes(),
         image_routes(),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.add_middleware(AccessLog)
-    return app
 
 
 def create_app_from_env() -> Starlette:

@@ -16,8 +16,11 @@ from .settings import Settings
 if TYPE_CHECKING:
     import httpx
 
-    from mjcore.ports import ImageGenerator, ImageStore
+    from mjcore.ports import ImageStore
+    from mjcore.services.accounts import AccountService
+    from mjcore.services.images import ImageService
     from mjcore.services.midjourney import MidjourneyService
+    from mjcore.services.reports import AdminService
 
     from .tokens import Tokens
 
@@ -105,13 +108,15 @@ def redacted_url(url: str) -> str:
 
 @define
 class AppServices:
-    """What the web app adds to :class:`Services`: HTTP clients, providers, image storage."""
+    """What the web app uses: one service per surface, over :class:`Services`."""
 
     core: Services
     clients: tuple[httpx.AsyncClient, ...]
-    images: ImageStore
+    image_store: ImageStore
+    accounts: AccountService
     midjourney: MidjourneyService
-    fireworks: ImageGenerator
+    images: ImageService
+    admin: AdminService
     tokens: Tokens
 
     async def aclose(self) -> None:
@@ -137,8 +142,10 @@ async def bootstrap_app(
     from adapters.discord import DiscordConfig, DiscordMidjourney
     from adapters.fireworks import FireworksConfig, FireworksImages
     from adapters.images import HttpImageMirror, LocalImageStore
-    from mjcore.services.accounts import kept_secret
+    from mjcore.services.accounts import AccountService, kept_secret
+    from mjcore.services.images import ImageService
     from mjcore.services.midjourney import MidjourneyService, QueueLimits
+    from mjcore.services.reports import AdminService
 
     from .tokens import Tokens
 
@@ -180,8 +187,21 @@ async def bootstrap_app(
         prices=settings.prices,
         provider=discord,
         mirror=HttpImageMirror(http, images),
-        limits=QueueLimits(settings.mj_concurrency, settings.mj_queue_size, settings.mj_timeout_s),
+        limits=QueueLimits(
+            settings.mj_concurrency,
+            settings.mj_queue_size,
+            settings.mj_timeout_s,
+            settings.mj_max_duration_s,
+        ),
         banned_words=settings.banned_words,
     )
-    tokens = Tokens(jwt_secret, settings.jwt_ttl_s, clock)
-    return AppServices(core, (http, slow), images, midjourney, fireworks, tokens)
+    return AppServices(
+        core=core,
+        clients=(http, slow),
+        image_store=images,
+        accounts=AccountService(core.store, clock),
+        midjourney=midjourney,
+        images=ImageService(core.store, clock, settings.prices, fireworks, images),
+        admin=AdminService(core.store, clock),
+        tokens=Tokens(jwt_secret, settings.jwt_ttl_s, clock),
+    )

@@ -1,27 +1,48 @@
-"""What both HTTP surfaces share: JSON bodies, strict cattrs structuring, bearer tokens."""
+"""What every HTTP surface shares: documented routes, JSON bodies, answers, bearer tokens."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import cattrs
-from cattrs.gen import make_dict_structure_fn
+from attrs import field, frozen
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .schema import BadRequest, Schema, make_converter, structure
 
 if TYPE_CHECKING:
     from .bootstrap import AppServices
 
 T = TypeVar("T")
-
-
 Handler = Callable[[Request], Awaitable[Response]]
+QUERY = make_converter(lenient=True)  # query strings are text: "20" is 20
+OUT = cattrs.Converter()
 
 
-class BadRequest(Exception):
-    """The request itself is malformed; the surface turns this into its 400 body."""
+@frozen
+class Doc:
+    """What ``/openapi.json`` says of one operation; the classes are the ones the handler
+    parses and answers with, so the document cannot drift from the code."""
+
+    summary: str
+    answers: Mapping[int, type | None] = field(factory=dict)
+    body: type | None = None  # a JSON request class
+    query: type | None = None  # a class of query parameters
+    security: str | None = None
+    content: Schema | None = None  # a request body that is not JSON (multipart)
+    produces: Schema | None = None  # a 200 body that is not JSON (images)
+
+
+class Operation(Route):
+    """A route that documents itself."""
+
+    def __init__(self, path: str, endpoint: Handler, method: str, doc: Doc) -> None:
+        super().__init__(path, endpoint, methods=[method])
+        self.doc = doc
 
 
 def guarded(on_error: Callable[[Exception], Response]) -> Callable[[Handler], Handler]:
@@ -45,54 +66,32 @@ def app_services(request: Request) -> AppServices:
     return services
 
 
-def _strict(kind: type) -> Any:
-    def structure(value: Any, _: type) -> Any:
-        if type(value) is not kind and not (kind is float and type(value) is int):
-            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
-        return value
-
-    return structure
-
-
-def make_converter() -> cattrs.Converter:
-    """One converter per surface: no type coercion ("1" is not 1), unknown keys refused."""
-    converter = cattrs.Converter(forbid_extra_keys=True)
-    for kind in (int, str, float, bool):
-        converter.register_structure_hook(kind, _strict(kind))
-    return converter
-
-
-def lenient(converter: cattrs.Converter, cls: type) -> None:
-    """Let ``cls`` accept keys it does not know (bodies we do not own, like the listener's)."""
-    converter.register_structure_hook(
-        cls, make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=False)
-    )
-
-
-def describe(exc: Exception) -> str:
-    """cattrs' error tree as one readable line."""
-    if isinstance(exc, cattrs.BaseValidationError):
-        return "; ".join(cattrs.transform_error(exc))
-    return str(exc)
-
-
-def structure(converter: cattrs.Converter, data: Any, cls: type[T]) -> T:
-    try:
-        return converter.structure(data, cls)
-    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
-        raise BadRequest(f"invalid body: {describe(exc)}") from None
-
-
 async def json_body(request: Request) -> Any:
     """The request's JSON object, or :class:`BadRequest`."""
     raw = await request.body()
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise BadRequest("the body must be a JSON object") from None
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object")
     return data
+
+
+async def body_as(request: Request, converter: cattrs.Converter, cls: type[T]) -> T:
+    """The JSON body structured as ``cls`` (its limits checked), or :class:`BadRequest`."""
+    return structure(converter, await json_body(request), cls)
+
+
+def query_as(request: Request, cls: type[T]) -> T:
+    """The query string structured as ``cls``; empty parameters count as absent."""
+    given = {k: v for k, v in request.query_params.items() if v != ""}
+    return structure(QUERY, given, cls, "query")
+
+
+def answer(view: Any, status: int = 200) -> JSONResponse:
+    """A response class instance as its JSON body."""
+    return JSONResponse(OUT.unstructure(view), status_code=status)
 
 
 def bearer_token(request: Request) -> str | None:
@@ -102,12 +101,3 @@ def bearer_token(request: Request) -> str | None:
     if scheme.lower() != "bearer" or not token or " " in token:
         return None
     return token
-
-
-def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise BadRequest(f"{name} must be a whole number from {low} to {high}")
-    return int(raw)

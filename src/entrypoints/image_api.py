@@ -6,7 +6,6 @@ import base64
 import binascii
 import hmac
 import logging
-from datetime import timedelta
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,32 +28,46 @@ from mjcore.errors import (
     UserNameTaken,
 )
 from mjcore.ports import ImageRequest
-from mjcore.services import codes, images, reports, users
 
 from .http import (
-    BadRequest,
+    Doc,
     Handler,
+    Operation,
+    answer,
     app_services,
     bearer_token,
+    body_as,
     guarded,
-    json_body,
-    query_int,
-    structure,
+    query_as,
 )
 from .image_schema import (
+    CONVERTER,
+    AdminRecordsQuery,
+    AdminUsersQuery,
     CodesIn,
-    Credentials,
+    CodesOut,
+    Error,
+    GeneratedOut,
     GenerateIn,
+    LoggedIn,
+    LoginIn,
+    RecordsOut,
+    RecordsQuery,
+    Redeemed,
     RedeemIn,
-    make_image_converter,
+    Registered,
+    RegisterIn,
+    StatsOut,
+    UserBrief,
+    UserOut,
+    UsersOut,
     record_view,
     user_view,
 )
+from .schema import BadRequest
 from .tokens import InvalidToken
 
 log = logging.getLogger("mjcore.images")
-CONVERTER = make_image_converter()
-MAX_ADMIN_PAGE = 10_000
 
 
 class Unauthorized(Exception):
@@ -118,9 +131,8 @@ async def current_user(request: Request) -> Account:
         account_id = services.tokens.verify(token)
     except InvalidToken:
         raise Unauthorized() from None
-    async with services.core.store.unit_of_work(readonly=True) as uow:
-        account = await uow.accounts.get(account_id)
-    if account is None or not account.active:
+    account = await services.accounts.active(account_id)
+    if account is None:
         raise Unauthorized()
     return account
 
@@ -142,117 +154,89 @@ def check_admin(request: Request) -> None:
 
 
 async def register(request: Request) -> Response:
-    body = structure(CONVERTER, await json_body(request), Credentials)
-    services = app_services(request)
-    account = await users.register(
-        services.core.store, services.core.clock, body.username, body.password
-    )
-    return JSONResponse({"message": "注册成功", "username": account.user_name})
+    body = await body_as(request, CONVERTER, RegisterIn)
+    account = await app_services(request).accounts.register(body.username, body.password)
+    return answer(Registered("注册成功", account.user_name))
 
 
 async def login(request: Request) -> Response:
-    body = structure(CONVERTER, await json_body(request), Credentials)
+    body = await body_as(request, CONVERTER, LoginIn)
     services = app_services(request)
-    account = await users.login(services.core.store, body.username, body.password)
-    generated = await reports.generated_count(services.core.store, account.id)
-    view = user_view(account, generated)
-    return JSONResponse(
-        {
-            "message": "登录成功",
-            "token": services.tokens.issue(account),
-            "user": {k: view[k] for k in ("username", "credits", "totalGenerated")},
-        }
-    )
+    profile = await services.accounts.login(body.username, body.password)
+    user = UserBrief(profile.account.user_name, profile.account.credits, profile.generated)
+    return answer(LoggedIn("登录成功", services.tokens.issue(profile.account), user))
 
 
 async def me(request: Request) -> Response:
     account = await current_user(request)
-    generated = await reports.generated_count(app_services(request).core.store, account.id)
-    return JSONResponse(user_view(account, generated))
+    return answer(user_view(await app_services(request).accounts.profile(account)))
 
 
 async def redeem(request: Request) -> Response:
     account = await current_user(request)
-    body = structure(CONVERTER, await json_body(request), RedeemIn)
-    core = app_services(request).core
-    result = await codes.redeem_code(core.store, core.clock, account.id, body.code)
-    return JSONResponse(
-        {"message": "兑换成功", "credits": result.credits, "totalCredits": result.balance}
-    )
+    body = await body_as(request, CONVERTER, RedeemIn)
+    result = await app_services(request).accounts.redeem(account.id, body.code)
+    return answer(Redeemed("兑换成功", result.credits, result.balance))
 
 
 async def generate(request: Request) -> Response:
     account = await current_user(request)
-    body = structure(CONVERTER, await json_body(request), GenerateIn)
-    services = app_services(request)
-    core = services.core
+    body = await body_as(request, CONVERTER, GenerateIn)
     asked = ImageRequest(body.prompt, body.aspect_ratio, body.output_format, body.seed)
-    made = await images.generate_image(
-        core.store, core.clock, core.prices, services.fireworks, services.images, account.id, asked
-    )
+    made = await app_services(request).images.generate(account.id, asked)
     task = made.task
-    return JSONResponse(
-        {
-            "message": "生成成功",
-            "request_id": task.provider_ref,
-            "image_url": task.image_url,
-            "credits_remaining": made.credits_remaining,
-            "seed": task.result.get("seed"),
-            "task_id": task.task_id,
-        }
+    return answer(
+        GeneratedOut(
+            message="生成成功",
+            request_id=task.provider_ref,
+            image_url=task.image_url,
+            credits_remaining=made.credits_remaining,
+            seed=task.result.get("seed"),
+            task_id=task.task_id,
+        )
     )
 
 
 async def my_records(request: Request) -> Response:
     account = await current_user(request)
-    limit = query_int(request, "limit", 20, 1, 100)
-    found = await reports.records(app_services(request).core.store, account.id, limit)
-    return JSONResponse({"records": [record_view(r) for r in found]})
+    query = query_as(request, RecordsQuery)
+    found = await app_services(request).images.records(account.id, query.limit)
+    return answer(RecordsOut([record_view(r) for r in found]))
 
 
 async def admin_codes(request: Request) -> Response:
     check_admin(request)
-    body = structure(CONVERTER, await json_body(request), CodesIn)
-    core = app_services(request).core
-    expires = None
-    if body.expires_in_days is not None:
-        if not 1 <= body.expires_in_days <= 3650:
-            raise BadRequest("expires_in_days must be from 1 to 3650")
-        expires = core.clock() + timedelta(days=body.expires_in_days)
-    issued = await codes.issue_codes(
-        core.store, core.clock, body.credits, body.count, expires_at=expires
-    )
-    return JSONResponse(
-        {"message": "生成成功", "codes": [c.code for c in issued], "credits": body.credits}
-    )
+    body = await body_as(request, CONVERTER, CodesIn)
+    admin = app_services(request).admin
+    issued = await admin.issue_codes(body.credits, body.count, body.expires_in_days)
+    return answer(CodesOut("生成成功", [c.code for c in issued], body.credits))
 
 
 async def admin_users(request: Request) -> Response:
     check_admin(request)
-    limit = query_int(request, "limit", 1000, 1, MAX_ADMIN_PAGE)
-    offset = query_int(request, "offset", 0, 0, 10**9)
-    found = await reports.user_summaries(app_services(request).core.store, limit, offset)
-    return JSONResponse({"users": [user_view(s.account, s.generated) for s in found]})
+    query = query_as(request, AdminUsersQuery)
+    found = await app_services(request).admin.users(query.limit, query.offset)
+    return answer(UsersOut([user_view(p) for p in found]))
 
 
 async def admin_records(request: Request) -> Response:
     check_admin(request)
-    limit = query_int(request, "limit", 50, 1, 100)
-    found = await reports.records(app_services(request).core.store, None, limit)
-    return JSONResponse({"records": [record_view(r) for r in found]})
+    query = query_as(request, AdminRecordsQuery)
+    found = await app_services(request).admin.records(query.limit)
+    return answer(RecordsOut([record_view(r) for r in found]))
 
 
 async def admin_stats(request: Request) -> Response:
     check_admin(request)
-    counts = await reports.stats(app_services(request).core.store)
-    return JSONResponse(
-        {
-            "totalUsers": counts.accounts,
-            "totalRecords": counts.successful_tasks,
-            "totalCodes": counts.codes,
-            "usedCodes": counts.used_codes,
-            "totalCredits": counts.credits,
-        }
+    counts = await app_services(request).admin.stats()
+    return answer(
+        StatsOut(
+            totalUsers=counts.accounts,
+            totalRecords=counts.successful_tasks,
+            totalCodes=counts.codes,
+            usedCodes=counts.used_codes,
+            totalCredits=counts.credits,
+        )
     )
 
 
@@ -260,24 +244,97 @@ async def not_found(request: Request) -> Response:
     return _error(404, "Not Found")
 
 
+JWT_ERRORS: dict[int, type | None] = {400: Error, 401: Error}
+ADMIN_ERRORS: dict[int, type | None] = {400: Error, 401: Error}
+
+
 def image_routes() -> BaseRoute:
-    post, get = ["POST"], ["GET"]
-    routes: list[tuple[str, Handler, list[str]]] = [
-        ("/register", register, post),
-        ("/login", login, post),
-        ("/user", me, get),
-        ("/redeem", redeem, post),
-        ("/generate", generate, post),
-        ("/records", my_records, get),
-        ("/admin/codes", admin_codes, post),
-        ("/admin/users", admin_users, get),
-        ("/admin/records", admin_records, get),
-        ("/admin/stats", admin_stats, get),
+    operations: list[tuple[str, str, Handler, Doc]] = [
+        (
+            "POST",
+            "/register",
+            register,
+            Doc("Register (0 credits)", {200: Registered, 400: Error}, body=RegisterIn),
+        ),
+        (
+            "POST",
+            "/login",
+            login,
+            Doc("Log in; returns a JWT", {200: LoggedIn, 400: Error, 401: Error}, body=LoginIn),
+        ),
+        ("GET", "/user", me, Doc("The caller", {200: UserOut, 401: Error}, security="jwt")),
+        (
+            "POST",
+            "/redeem",
+            redeem,
+            Doc("Redeem a code", JWT_ERRORS | {200: Redeemed}, body=RedeemIn, security="jwt"),
+        ),
+        (
+            "POST",
+            "/generate",
+            generate,
+            Doc(
+                "Generate an image with Fireworks (cost 1; refunded on failure)",
+                JWT_ERRORS | {200: GeneratedOut, 402: Error, 422: Error, 502: Error, 504: Error},
+                body=GenerateIn,
+                security="jwt",
+            ),
+        ),
+        (
+            "GET",
+            "/records",
+            my_records,
+            Doc(
+                "The caller's records, newest first",
+                JWT_ERRORS | {200: RecordsOut},
+                query=RecordsQuery,
+                security="jwt",
+            ),
+        ),
+        (
+            "POST",
+            "/admin/codes",
+            admin_codes,
+            Doc(
+                "Issue redemption codes",
+                ADMIN_ERRORS | {200: CodesOut},
+                body=CodesIn,
+                security="admin",
+            ),
+        ),
+        (
+            "GET",
+            "/admin/users",
+            admin_users,
+            Doc(
+                "All users", ADMIN_ERRORS | {200: UsersOut}, query=AdminUsersQuery, security="admin"
+            ),
+        ),
+        (
+            "GET",
+            "/admin/records",
+            admin_records,
+            Doc(
+                "Everyone's records",
+                ADMIN_ERRORS | {200: RecordsOut},
+                query=AdminRecordsQuery,
+                security="admin",
+            ),
+        ),
+        (
+            "GET",
+            "/admin/stats",
+            admin_stats,
+            Doc("Totals", ADMIN_ERRORS | {200: StatsOut}, security="admin"),
+        ),
     ]
     return Mount(
         "/api",
         routes=[
-            *(Route(path, endpoint(handler), methods=methods) for path, handler, methods in routes),
+            *(
+                Operation(path, endpoint(handler), method, doc)
+                for method, path, handler, doc in operations
+            ),
             Route("/{rest:path}", endpoint(not_found)),
         ],
     )

@@ -1,73 +1,194 @@
-"""The image API's bodies and views (the seed's field names and messages)."""
+"""The image API's bodies and answers (the seed's field names and messages)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-import cattrs
 from attrs import define
 
-from mjcore.accounts import Account
+from mjcore.accounts import GIVEN_USER_NAME, USER_NAME
+from mjcore.codes import CODE_COUNT, CODE_CREDITS, CODE_EXPIRY_DAYS, CODE_TEXT
+from mjcore.limits import Whole
+from mjcore.passwords import GIVEN_PASSWORD, PASSWORD
+from mjcore.services import images
+from mjcore.services.accounts import Profile
 from mjcore.services.reports import Record
+from mjcore.services.tasks import PAGE_LIMIT
 
-from .http import make_converter
+from .schema import make_converter, rule
+
+CONVERTER = make_converter(lenient=False)
+ADMIN_USERS_LIMIT = Whole("limit", 1, 10_000)
+ADMIN_USERS_OFFSET = Whole("offset", 0, 10**9)
 
 
-@define
-class Credentials:
-    username: str
-    password: str
+# -- bodies and queries ---------------------------------------------------------------------
 
 
-@define
+@define(kw_only=True)
+class RegisterIn:
+    username: str = rule(USER_NAME)
+    password: str = rule(PASSWORD)
+
+
+@define(kw_only=True)
+class LoginIn:
+    username: str = rule(GIVEN_USER_NAME)
+    password: str = rule(GIVEN_PASSWORD)
+
+
+@define(kw_only=True)
 class RedeemIn:
-    code: str
+    code: str = rule(CODE_TEXT)
 
 
-@define
+@define(kw_only=True)
 class GenerateIn:
-    prompt: str
-    aspect_ratio: str = "1:1"
-    output_format: str = "png"
-    seed: int | None = None
+    prompt: str = rule(images.PROMPT)
+    aspect_ratio: str = rule(images.ASPECT_RATIO, "1:1")
+    output_format: str = rule(images.OUTPUT_FORMAT, "png")
+    seed: int | None = rule(images.SEED, None)
+
+
+@define(kw_only=True)
+class CodesIn:
+    credits: int = rule(CODE_CREDITS)
+    count: int = rule(CODE_COUNT, 1)
+    expires_in_days: int | None = rule(CODE_EXPIRY_DAYS, None)
+
+
+@define(kw_only=True)
+class RecordsQuery:
+    limit: int = rule(PAGE_LIMIT, 20)
+
+
+@define(kw_only=True)
+class AdminRecordsQuery:
+    limit: int = rule(PAGE_LIMIT, 50)
+
+
+@define(kw_only=True)
+class AdminUsersQuery:
+    limit: int = rule(ADMIN_USERS_LIMIT, 1000)
+    offset: int = rule(ADMIN_USERS_OFFSET, 0)
+
+
+# -- answers --------------------------------------------------------------------------------
 
 
 @define
-class CodesIn:
+class Error:
+    error: str
+
+
+@define
+class Registered:
+    message: str
+    username: str
+
+
+@define
+class UserBrief:
+    username: str
     credits: int
-    count: int = 1
-    expires_in_days: int | None = None
+    totalGenerated: int
 
 
-def make_image_converter() -> cattrs.Converter:
-    return make_converter()
+@define
+class UserOut:
+    username: str
+    credits: int
+    totalGenerated: int
+    createdAt: int
+
+
+@define
+class LoggedIn:
+    message: str
+    token: str
+    user: UserBrief
+
+
+@define
+class Redeemed:
+    message: str
+    credits: int
+    totalCredits: int
+
+
+@define
+class GeneratedOut:
+    message: str
+    request_id: str | None
+    image_url: str | None
+    credits_remaining: int
+    seed: int | None
+    task_id: str
+
+
+@define
+class RecordOut:
+    username: str
+    prompt: str
+    imageUrl: str | None
+    requestId: str
+    createdAt: int
+    aspectRatio: str | None
+    seed: int | None
+    provider: str
+    taskId: str
+
+
+@define
+class RecordsOut:
+    records: list[RecordOut]
+
+
+@define
+class CodesOut:
+    message: str
+    codes: list[str]
+    credits: int
+
+
+@define
+class UsersOut:
+    users: list[UserOut]
+
+
+@define
+class StatsOut:
+    totalUsers: int
+    totalRecords: int
+    totalCodes: int
+    usedCodes: int
+    totalCredits: int
+
+
+# -- views ----------------------------------------------------------------------------------
 
 
 def epoch_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def user_view(account: Account, generated: int) -> dict[str, Any]:
-    return {
-        "username": account.user_name,
-        "credits": account.credits,
-        "totalGenerated": generated,
-        "createdAt": epoch_ms(account.created_at),
-    }
+def user_view(profile: Profile) -> UserOut:
+    account = profile.account
+    return UserOut(
+        account.user_name, account.credits, profile.generated, epoch_ms(account.created_at)
+    )
 
 
-def record_view(record: Record) -> dict[str, Any]:
+def record_view(record: Record) -> RecordOut:
     task = record.task
-    seed = task.result.get("seed", task.params.get("seed"))
-    return {
-        "username": record.user_name,
-        "prompt": task.prompt,
-        "imageUrl": task.image_url,
-        "requestId": task.provider_ref or task.task_id,
-        "createdAt": epoch_ms(task.created_at),
-        "aspectRatio": task.params.get("aspect_ratio"),
-        "seed": seed,
-        "provider": task.provider.value,
-        "taskId": task.task_id,
-    }
+    return RecordOut(
+        username=record.user_name,
+        prompt=task.prompt,
+        imageUrl=task.image_url,
+        requestId=task.provider_ref or task.task_id,
+        createdAt=epoch_ms(task.created_at),
+        aspectRatio=task.params.get("aspect_ratio"),
+        seed=task.result.get("seed", task.params.get("seed")),
+        provider=task.provider.value,
+        taskId=task.task_id,
+    )

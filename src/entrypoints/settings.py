@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from attrs import field, frozen
 
 from mjcore.errors import InvalidAmount
+from mjcore.limits import parse_whole
 from mjcore.pricing import DEFAULT_PRICE, Prices
 
 PREFIX = "MJCORE_"
@@ -65,6 +66,7 @@ class Settings:
     mj_concurrency: int = 3
     mj_queue_size: int = 10
     mj_timeout_s: int = 300
+    mj_max_duration_s: int = 3600
     banned_words: tuple[str, ...] = ()
     fireworks_api_key: str | None = field(default=None, repr=False)
     fireworks_base_url: str = "https://api.fireworks.ai/inference/v1"
@@ -103,6 +105,7 @@ class Settings:
             "mj_concurrency": reader.get("MJ_CONCURRENCY", _int_between(1, 1000)),
             "mj_queue_size": reader.get("MJ_QUEUE_SIZE", _int_between(0, 100_000)),
             "mj_timeout_s": reader.get("MJ_TIMEOUT_S", _int_between(1, 7 * 24 * 3600)),
+            "mj_max_duration_s": reader.get("MJ_MAX_DURATION_S", _int_between(1, 7 * 24 * 3600)),
             "banned_words": reader.get("BANNED_WORDS", _word_list),
             "fireworks_api_key": reader.get("FIREWORKS_API_KEY", _text),
             "fireworks_base_url": reader.get("FIREWORKS_BASE_URL", _http_url),
@@ -154,12 +157,9 @@ def _secret(raw: str) -> str:
 def _int_between(low: int, high: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
         try:
-            value = int(raw)
-        except ValueError:
+            return parse_whole(raw, low, high, "it")
+        except InvalidAmount:
             raise ValueError(f"must be a whole number from {low} to {high}") from None
-        if not low <= value <= high:
-            raise ValueError(f"must be a whole number from {low} to {high}")
-        return value
 
     return parse
 

@@ -1,4 +1,4 @@
-"""The Midjourney trigger API (``/v1/api/trigger``): thin routes, one error mapper."""
+"""The Midjourney trigger API (``/v1/api/trigger``): parse, one service call, answer."""
 
 from __future__ import annotations
 
@@ -24,36 +24,47 @@ from mjcore.errors import (
     QueueFull,
 )
 from mjcore.midjourney import MjAction
-from mjcore.services import accounts, tasks
-from mjcore.tasks import TaskStatus
+from mjcore.tasks import Task, TaskStatus
 
 from .http import (
-    BadRequest,
+    Doc,
     Handler,
+    Operation,
+    answer,
     app_services,
     bearer_token,
+    body_as,
     guarded,
-    json_body,
-    query_int,
-    structure,
+    query_as,
 )
+from .schema import BadRequest
 from .trigger_schema import (
-    ButtonIn,
+    BUTTON_BODIES,
+    CONVERTER,
+    Accepted,
     DescribeIn,
+    Detail,
     EventIn,
+    EventOut,
+    GridIn,
     ImagineIn,
     MessageIn,
+    MessageOut,
+    QueueOut,
     ReleaseIn,
+    ReleaseOut,
+    ResultOut,
+    TaskList,
+    TaskOut,
+    TasksQuery,
+    UploadOut,
     accepted_view,
-    check_imagine,
-    make_trigger_converter,
-    parent_of,
+    queue_view,
+    result_view,
     task_view,
-    to_event,
 )
 
 log = logging.getLogger("mjcore.trigger")
-CONVERTER = make_trigger_converter()
 PARAMS_ERROR, BANNED_ERROR, QUEUE_FULL_ERROR, PROVIDER_ERROR = 13, 14, 15, 16
 
 
@@ -63,6 +74,10 @@ class NotAuthenticated(Exception):
 
 class CallbackForbidden(Exception):
     pass
+
+
+class CallbackDisabled(Exception):
+    """No callback secret is configured: the HTTP callback does not exist."""
 
 
 class TooLarge(Exception):
@@ -91,8 +106,8 @@ def error_response(exc: Exception) -> JSONResponse:
             return _detail(400, str(exc), BANNED_ERROR)
         case QueueFull():
             return _detail(503, "Task queue is full.", QUEUE_FULL_ERROR)
-        case NotFound():
-            return _detail(404, "Task not found.")
+        case NotFound() | CallbackDisabled():
+            return _detail(404, "Task not found." if isinstance(exc, NotFound) else "Not Found")
         case BadRequest() | InvalidInput():
             return _detail(400, str(exc), PARAMS_ERROR)
         case TooLarge():
@@ -112,10 +127,23 @@ async def caller(request: Request) -> Account:
     token = bearer_token(request)
     if token is None:
         raise NotAuthenticated()
-    return await accounts.authenticate_key(app_services(request).core.store, token)
+    return await app_services(request).accounts.authenticate_key(token)
 
 
-def _accepted(task: Any) -> JSONResponse:
+def callback_secret_given(request: Request) -> bool:
+    """Is the listener's callback secret on this request? (404 if none is configured.)"""
+    secret = app_services(request).core.settings.callback_secret
+    if secret is None:
+        raise CallbackDisabled()
+    given = request.query_params.get("secret") or request.headers.get("x-callback-secret")
+    if given is None:
+        return False
+    if not hmac.compare_digest(given.encode(), secret.encode()):
+        raise CallbackForbidden()
+    return True
+
+
+def _accepted(task: Task) -> Response:
     if task.status is TaskStatus.FAILURE:  # Discord refused at once: refunded, slot freed
         return _detail(
             502,
@@ -124,24 +152,28 @@ def _accepted(task: Any) -> JSONResponse:
             task_id=task.task_id,
             trigger_id=task.trigger_id,
         )
-    return JSONResponse(accepted_view(task))
+    return answer(accepted_view(task))
 
 
 async def imagine(request: Request) -> Response:
     account = await caller(request)
-    body = check_imagine(structure(CONVERTER, await json_body(request), ImagineIn))
-    mj = app_services(request).midjourney
-    return _accepted(await mj.imagine(account.id, body.prompt, body.picurl))
+    body = await body_as(request, CONVERTER, ImagineIn)
+    return _accepted(
+        await app_services(request).midjourney.imagine(account.id, body.prompt, body.picurl)
+    )
 
 
-def button(action: MjAction) -> Handler:
+def button(action: MjAction, body_class: type[GridIn]) -> Handler:
     async def press(request: Request) -> Response:
         account = await caller(request)
-        body = structure(CONVERTER, await json_body(request), ButtonIn)
-        parent, index = parent_of(body, action)
-        mj = app_services(request).midjourney
-        task = await mj.press(
-            account.id, action, parent, index=index, direction=body.direction, zoomout=body.zoomout
+        body = await body_as(request, CONVERTER, body_class)
+        task = await app_services(request).midjourney.press(
+            account.id,
+            action,
+            body.parent(),
+            index=getattr(body, "index", 1),
+            direction=getattr(body, "direction", None),
+            zoomout=getattr(body, "zoomout", None),
         )
         return _accepted(task)
 
@@ -150,7 +182,7 @@ def button(action: MjAction) -> Handler:
 
 async def describe(request: Request) -> Response:
     account = await caller(request)
-    body = structure(CONVERTER, await json_body(request), DescribeIn)
+    body = await body_as(request, CONVERTER, DescribeIn)
     mj = app_services(request).midjourney
     return _accepted(await mj.describe(account.id, body.upload_filename, body.trigger_id))
 
@@ -177,89 +209,211 @@ async def upload(request: Request) -> Response:
     if kind is None:
         raise BadRequest("the file must be a PNG, JPEG, WebP or GIF image")
     result = await app_services(request).midjourney.upload(data, kind, EXTENSIONS[kind])
-    return JSONResponse(
-        {
-            "message": "success",
-            "upload_filename": result.upload.upload_filename,
-            "upload_url": result.upload.upload_url,
-            "trigger_id": result.trigger_id,
-        }
+    return answer(
+        UploadOut(
+            "success", result.upload.upload_filename, result.upload.upload_url, result.trigger_id
+        )
     )
 
 
 async def message(request: Request) -> Response:
     await caller(request)
-    body = structure(CONVERTER, await json_body(request), MessageIn)
+    body = await body_as(request, CONVERTER, MessageIn)
     picurl = await app_services(request).midjourney.send_message(body.upload_filename)
-    return JSONResponse({"message": "success", "picurl": picurl})
+    return answer(MessageOut("success", picurl))
 
 
 async def release(request: Request) -> Response:
-    account = await caller(request)
-    body = structure(CONVERTER, await json_body(request), ReleaseIn)
-    freed = await app_services(request).midjourney.release(account.id, body.trigger_id)
-    return JSONResponse(
-        {"message": "success", "trigger_id": body.trigger_id, "trigger_type": "", "released": freed}
-    )
+    body = await body_as(request, CONVERTER, ReleaseIn)
+    mj = app_services(request).midjourney
+    if _has_secret(request):  # the listener or the operator: any job's slot
+        freed = await mj.release(body.trigger_id)
+    elif bearer_token(request) is not None:  # a user: only their own jobs that have ended
+        freed = await mj.release(body.trigger_id, (await caller(request)).id)
+    else:  # yokonsan's listener, keyless, when a job ends: its end already freed the slot
+        freed = 0
+    return answer(ReleaseOut("success", body.trigger_id, "", freed))
+
+
+def _has_secret(request: Request) -> bool:
+    try:
+        return callback_secret_given(request)
+    except CallbackDisabled:
+        return False
 
 
 async def get_task(request: Request) -> Response:
     account = await caller(request)
-    store = app_services(request).core.store
-    found = await tasks.get_task(store, request.path_params["task_id"], account_id=account.id)
-    return JSONResponse(task_view(found))
+    mj = app_services(request).midjourney
+    return answer(task_view(await mj.task(account.id, request.path_params["task_id"])))
+
+
+async def get_result(request: Request) -> Response:
+    account = await caller(request)
+    mj = app_services(request).midjourney
+    return answer(result_view(await mj.task(account.id, request.path_params["task_id"])))
 
 
 async def list_tasks(request: Request) -> Response:
     account = await caller(request)
-    raw_status = request.query_params.get("status") or None
-    try:
-        status = None if raw_status is None else TaskStatus(raw_status.upper())
-    except ValueError:
-        raise BadRequest(f"status must be one of {', '.join(TaskStatus)}") from None
-    limit = query_int(request, "limit", 20, 1, tasks.MAX_PAGE)
-    offset = query_int(request, "offset", 0, 0, 10**9)
-    page = await tasks.list_tasks(
-        app_services(request).core.store, account.id, status=status, limit=limit, offset=offset
-    )
-    return JSONResponse(
-        {"success": True, "data": [task_view(t) for t in page.tasks], "total": page.total}
-    )
+    query = query_as(request, TasksQuery)
+    mj = app_services(request).midjourney
+    page = await mj.tasks(account.id, query.status, query.limit, query.offset)
+    return answer(TaskList(True, [task_view(t) for t in page.tasks], page.total))
+
+
+async def queue_status(request: Request) -> Response:
+    account = await caller(request)
+    return answer(queue_view(await app_services(request).midjourney.queue_status(account.id)))
 
 
 async def callback(request: Request) -> Response:
-    secret = app_services(request).core.settings.callback_secret
-    if secret is not None:
-        given = request.query_params.get("secret") or request.headers.get("x-callback-secret", "")
-        if not hmac.compare_digest(given.encode(), secret.encode()):
-            raise CallbackForbidden()
-    event = to_event(structure(CONVERTER, await json_body(request), EventIn))
+    if not callback_secret_given(request):
+        raise CallbackForbidden()
+    event = (await body_as(request, CONVERTER, EventIn)).event()
     if event is None:
-        return JSONResponse({"message": "ignored"})
+        return answer(EventOut("ignored"))
     handled = await app_services(request).midjourney.handle(event)
-    return JSONResponse({"message": handled.value})
+    return answer(EventOut(handled.value))
 
 
 async def not_found(request: Request) -> Response:
     return _detail(404, "Not Found")
 
 
+KEY_ERRORS: dict[int, type | None] = {400: Detail, 401: Detail, 403: Detail}
+CONSUMING: dict[int, type | None] = KEY_ERRORS | {
+    200: Accepted,
+    404: Detail,
+    429: Detail,
+    502: Detail,
+    503: Detail,
+}
+UPLOAD_FORM = {
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "properties": {"file": {"type": "string", "format": "binary"}},
+            "required": ["file"],
+        }
+    }
+}
+
+
+def _post(path: str, handler: Handler, doc: Doc) -> Route:
+    return Operation(path, endpoint(handler), "POST", doc)
+
+
+def _get(path: str, handler: Handler, doc: Doc) -> Route:
+    return Operation(path, endpoint(handler), "GET", doc)
+
+
 def trigger_routes() -> BaseRoute:
-    post = ["POST"]
+    key = "appKey"
+    buttons = [
+        _post(
+            f"/{action.value}",
+            button(action, BUTTON_BODIES.get(action, GridIn)),
+            Doc(
+                f"{action.trigger_type} on a finished grid or image (cost 1)",
+                CONSUMING,
+                body=BUTTON_BODIES.get(action, GridIn),
+                security=key,
+            ),
+        )
+        for action in MjAction
+        if action.is_button
+    ]
     routes = [
-        Route("/imagine", endpoint(imagine), methods=post),
-        *(
-            Route(f"/{action.value}", endpoint(button(action)), methods=post)
-            for action in MjAction
-            if action.is_button
+        _post(
+            "/imagine",
+            imagine,
+            Doc("Generate a grid (cost 1)", CONSUMING, body=ImagineIn, security=key),
         ),
-        Route("/describe", endpoint(describe), methods=post),
-        Route("/upload", endpoint(upload), methods=post),
-        Route("/message", endpoint(message), methods=post),
-        Route("/queue/release", endpoint(release), methods=post),
-        Route("/task/{task_id}", endpoint(get_task), methods=["GET"]),
-        Route("/tasks", endpoint(list_tasks), methods=["GET"]),
-        Route("/midjourney/result", endpoint(callback), methods=post),
+        *buttons,
+        _post(
+            "/describe",
+            describe,
+            Doc("Describe an uploaded image (cost 1)", CONSUMING, body=DescribeIn, security=key),
+        ),
+        _post(
+            "/upload",
+            upload,
+            Doc(
+                "Upload an image to Discord (free)",
+                KEY_ERRORS | {200: UploadOut, 413: Detail, 502: Detail},
+                content=UPLOAD_FORM,
+                security=key,
+            ),
+        ),
+        _post(
+            "/message",
+            message,
+            Doc(
+                "Post an upload as a message; its URL can be an imagine picurl (free)",
+                KEY_ERRORS | {200: MessageOut, 502: Detail},
+                body=MessageIn,
+                security=key,
+            ),
+        ),
+        _post(
+            "/queue/release",
+            release,
+            Doc(
+                "Free queue slots of a trigger's ended jobs (free, idempotent; without a key:"
+                " a no-op for yokonsan's listener)",
+                KEY_ERRORS | {200: ReleaseOut, 404: Detail},
+                body=ReleaseIn,
+                security=key,
+            ),
+        ),
+        _get(
+            "/task/{task_id}",
+            get_task,
+            Doc(
+                "One of the caller's tasks (free)",
+                KEY_ERRORS | {200: TaskOut, 404: Detail},
+                security=key,
+            ),
+        ),
+        _get(
+            "/result/{task_id}",
+            get_result,
+            Doc(
+                "niehao's result of one of the caller's tasks (free)",
+                KEY_ERRORS | {200: ResultOut, 404: Detail},
+                security=key,
+            ),
+        ),
+        _get(
+            "/tasks",
+            list_tasks,
+            Doc(
+                "The caller's tasks, newest first (free)",
+                KEY_ERRORS | {200: TaskList},
+                query=TasksQuery,
+                security=key,
+            ),
+        ),
+        _get(
+            "/queue/status",
+            queue_status,
+            Doc(
+                "The queue's limits and the caller's jobs in it (free)",
+                KEY_ERRORS | {200: QueueOut},
+                security=key,
+            ),
+        ),
+        _post(
+            "/midjourney/result",
+            callback,
+            Doc(
+                "The listener bot's event (the callback secret; 404 unless one is configured)",
+                {200: EventOut, 400: Detail, 403: Detail, 404: Detail},
+                body=EventIn,
+                security="callbackSecret",
+            ),
+        ),
         Route("/{rest:path}", endpoint(not_found)),
     ]
     return Mount("/v1/api/trigger", routes=routes)

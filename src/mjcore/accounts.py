@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 import string
 from datetime import datetime
@@ -11,8 +10,17 @@ from datetime import datetime
 from attrs import frozen
 
 from .errors import InvalidUserName
+from .limits import Text
 
-_USER_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+USER_NAME = Text(
+    "username",
+    64,
+    1,
+    pattern=r"[A-Za-z0-9_.-]+",
+    hint="1-64 characters of A-Z a-z 0-9 _ . -",
+    error=InvalidUserName,
+)
+GIVEN_USER_NAME = Text("username", 64)  # at login: any text that could be a name
 APP_KEY_LENGTH = 40
 _KEY_ALPHABET = string.ascii_letters + string.digits  # no "-": keys never look like options
 
@@ -45,9 +53,7 @@ class Account:
 
 def check_user_name(name: str) -> str:
     """Return ``name`` if it is a valid user name, else raise :class:`InvalidUserName`."""
-    if not isinstance(name, str) or not _USER_NAME.fullmatch(name):
-        raise InvalidUserName("user name must be 1-64 characters of A-Z a-z 0-9 _ . -")
-    return name
+    return USER_NAME.check(name)
 
 
 def new_app_key() -> str:

@@ -8,11 +8,14 @@ from datetime import datetime
 from attrs import frozen
 
 from .errors import MalformedCode
+from .limits import Text, Whole
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 16
-MAX_CODES_PER_BATCH = 1000
-MAX_CODE_CREDITS = 1_000_000
+CODE_CREDITS = Whole("credits", 1, 1_000_000)
+CODE_COUNT = Whole("count", 1, 1000)
+CODE_EXPIRY_DAYS = Whole("expires_in_days", 1, 3650)
+CODE_TEXT = Text("code", 64)  # dashes and spaces allowed; normalize_code checks the rest
 
 
 @frozen

@@ -9,16 +9,46 @@ from collections.abc import Sequence
 
 from attrs import frozen
 
+from .errors import InvalidInput
+from .limits import Text, Whole
 from .tasks import Task
 
 TRIGGER_DIGITS = 16
 _PROGRESS = re.compile(r"\((\d{1,3})%\)")
 _IMAGE_INDEX = re.compile(r"[Ii]mage #(\d)")
-_TRIGGER = re.compile(r"<#(\w+?)#>")
+_TRIGGER = re.compile(r"<#([0-9A-Za-z_]{1,64})#>")
+_MARKER = re.compile(r"<#.*?#>", re.DOTALL)
 _UUID_AT_END = re.compile(
     r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?:\.\w+)?$", re.IGNORECASE
 )
 _DESCRIBE_LINE = re.compile(r"^\s*(?:\d\ufe0f\u20e3|\d[.)])\s*(.+?)\s*$")
+
+
+# What callers may hand in (the edges attach these rules to their request classes).
+PROMPT = Text("prompt", 6000, nonblank=True)
+PICURL = Text("picurl", 2048, pattern=r"https?://[^\s<>]+", hint="one http(s) URL")
+TASK_ID = Text("task_id", 64, 1, pattern=r"[0-9A-Za-z_-]+", hint="a task id")
+TRIGGER_ID = Text("trigger_id", 64, 1, pattern=r"[0-9A-Za-z_-]+", hint="a trigger or task id")
+MSG_HASH = Text("msg_hash", 64, 8, pattern=r"[0-9a-fA-F-]+", hint="a message hash (a UUID)")
+UPLOAD_FILENAME = Text(
+    "upload_filename", 256, 1, pattern=r"[0-9A-Za-z_-]+/[0-9A-Za-z_.-]+", hint="one from /upload"
+)
+INDEX = Whole("index", 1, 4)
+DIRECTIONS = ("left", "right", "up", "down")
+DIRECTION = Text("direction", 5, choices=DIRECTIONS)
+ZOOMOUT = Whole("zoomout", 50, 75, choices=(50, 75))
+# what a listener may report (generous: Midjourney's text, URLs with signed query strings)
+EVENT_TYPE = Text("type", 32)
+EVENT_TEXT = Text("text", 8000)
+EVENT_URL = Text("url", 4096)
+
+
+def check_user_text(text: str, what: str) -> str:
+    """Our trigger marker travels in the prompt: a caller's own ``<#...#>`` could send the
+    results of this job to another task, so user text may not contain one."""
+    if _MARKER.search(text):
+        raise InvalidInput(f"{what} must not contain <#...#> (it is the job's own marker)")
+    return text
 
 
 class MjAction(enum.StrEnum):
@@ -91,15 +121,17 @@ class ListenerEvent:
     content: str
     trigger_id: str | None
     attachments: tuple[Attachment, ...] = ()
+    embed_titles: tuple[str, ...] = ()
     embed_descriptions: tuple[str, ...] = ()
     embed_image_urls: tuple[str, ...] = ()
 
     @property
     def trigger(self) -> str | None:
-        """The trigger id: as sent, else from ``<#id#>``, else (describe) the image's name."""
+        """The trigger id: as sent, else our ``<#id#>`` marker in the prompt, else (describe)
+        the image's name."""
         if self.trigger_id:
             return self.trigger_id
-        found = _TRIGGER.search(self.content)
+        found = _TRIGGER.search(split_message(self.content)[0] or self.content)
         if found:
             return found.group(1)
         for url in self.embed_image_urls:
@@ -109,15 +141,36 @@ class ListenerEvent:
         return None
 
 
+def split_message(content: str) -> tuple[str, str]:
+    """A Midjourney message as (the bold prompt, Midjourney's own wording around it).
+
+    Midjourney writes ``**<prompt>** - <@user> (31%) (fast)``, ``**<prompt>** - Image #1
+    <@user>``, ``Upscaling image #2 with **<prompt>**``. The prompt runs from the first
+    ``**`` to the last one (a prompt may contain ``**`` itself), so whatever a user typed
+    ("Image #1 of a series", "(50%)", "Zoom Out of a city") stays inside it and is never
+    read as Midjourney's wording.
+    """
+    start = content.find("**")
+    end = content.rfind("**")
+    if start == end:  # no bold prompt: the message is all wording
+        return "", content
+    return content[start + 2 : end], content[:start] + " " + content[end + 2 :]
+
+
+def wording(content: str) -> str:
+    """Midjourney's words in a message, without the prompt."""
+    return split_message(content)[1]
+
+
 def progress_of(content: str) -> int | None:
-    """``(31%)`` in the message → 31."""
-    found = _PROGRESS.search(content)
+    """``(31%)`` in Midjourney's wording → 31."""
+    found = _PROGRESS.search(wording(content))
     return min(int(found.group(1)), 100) if found else None
 
 
 def image_index(content: str) -> int | None:
-    """``Image #2`` (an upscale's result) → 2."""
-    found = _IMAGE_INDEX.search(content)
+    """``Image #2`` in Midjourney's wording (an upscale's result) → 2."""
+    found = _IMAGE_INDEX.search(wording(content))
     return int(found.group(1)) if found else None
 
 
@@ -139,8 +192,9 @@ def describe_prompts(descriptions: Sequence[str]) -> list[str]:
 
 
 def _family(content: str) -> tuple[MjAction, ...] | None:
-    """Which actions a message can belong to, read from Midjourney's wording."""
-    if "Image #" in content or "Upscal" in content:
+    """Which actions a message can belong to, read from Midjourney's wording only."""
+    content = wording(content)
+    if "Image #" in content or "image #" in content or "Upscal" in content:
         return (MjAction.UPSCALE,)
     if "Variations (Strong)" in content:
         return (MjAction.SOLO_HIGH_VARIATION, *_VARIATIONS)

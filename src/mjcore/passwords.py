@@ -8,6 +8,7 @@ import hmac
 import secrets
 
 from .errors import WeakPassword
+from .limits import Text
 
 MIN_LENGTH = 8
 MAX_LENGTH = 1024  # hashing cost must not be the attacker's choice
@@ -30,12 +31,12 @@ def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, dklen: int) -> b
     )
 
 
+PASSWORD = Text("password", MAX_LENGTH, MIN_LENGTH, error=WeakPassword)
+GIVEN_PASSWORD = Text("password", MAX_LENGTH)  # at login: any length up to the cap
+
+
 def check_password(password: str) -> str:
-    if not isinstance(password, str) or len(password) < MIN_LENGTH:
-        raise WeakPassword(f"password must be at least {MIN_LENGTH} characters")
-    if len(password) > MAX_LENGTH:
-        raise WeakPassword(f"password must be at most {MAX_LENGTH} characters")
-    return password
+    return PASSWORD.check(password)
 
 
 def hash_password(password: str) -> str:

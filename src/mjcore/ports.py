@@ -48,6 +48,12 @@ class Counts:
     credits: int
 
 
+@frozen
+class QueueCounts:
+    running: int  # tasks holding a slot
+    waiting: int  # tasks accepted, not started
+
+
 class AccountRepository(Protocol):
     async def add(self, new: NewAccount) -> Account:
         """Insert; raise :class:`~mjcore.errors.UserNameTaken` if the name is in use."""
@@ -133,22 +139,23 @@ class TaskRepository(Protocol):
     async def count_waiting(self, provider: Provider) -> int:
         """Tasks of ``provider`` accepted but not yet started (a full count, for checks)."""
 
+    async def unfinished_of(
+        self, provider: Provider, account_id: int, limit: int
+    ) -> Sequence[Task]:
+        """``account_id``'s tasks of ``provider`` that have not ended, oldest first."""
+
     async def next_waiting(self, provider: Provider) -> Task | None:
         """The oldest waiting task of ``provider``."""
 
     async def set_holds_slot(self, task_id: str, held: bool) -> bool:
         """Take or free the task's slot; True only if this call changed it."""
 
-    async def unfinished_started_before(
-        self, provider: Provider, cutoff: datetime, limit: int
+    async def stale(
+        self, provider: Provider, idle_before: datetime, started_before: datetime, limit: int
     ) -> Sequence[Task]:
-        """Started, not ended, tasks of ``provider`` whose start is older than ``cutoff``."""
-
-
-@frozen
-class QueueCounts:
-    running: int  # tasks holding a slot
-    waiting: int  # tasks accepted, not started
+        """Running (``SUBMITTED``/``IN_PROGRESS``) tasks of ``provider`` whose last event
+        (or start, if none) is older than ``idle_before`` or whose start is older than
+        ``started_before``; oldest first."""
 
 
 class QueueRepository(Protocol):
@@ -168,6 +175,20 @@ class SettingRepository(Protocol):
 
     async def put_if_absent(self, name: str, value: str) -> str:
         """Store ``value`` unless one exists; return the stored one."""
+
+
+class LeaseRepository(Protocol):
+    """Named leases (e.g. "the listener of channel C"): one holder at a time, until expiry."""
+
+    async def acquire(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
+        """Take or renew ``name`` for ``holder`` until ``until``; True if ``holder`` has it.
+
+        It is taken only if free, expired at ``now``, or already ``holder``'s: one guarded
+        update whose row count decides, so two processes never both hold it.
+        """
+
+    async def release(self, name: str, holder: str) -> None:
+        """Give ``name`` up if ``holder`` has it (another process may take it at once)."""
 
 
 class StatsRepository(Protocol):
@@ -194,6 +215,9 @@ class UnitOfWork(Protocol):
 
     @property
     def settings(self) -> SettingRepository: ...
+
+    @property
+    def leases(self) -> LeaseRepository: ...
 
     @property
     def stats(self) -> StatsRepository: ...

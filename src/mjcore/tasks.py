@@ -38,6 +38,16 @@ _RANK = {
 }
 
 
+class FailureKind(enum.StrEnum):
+    """Why a task failed, for clients that branch on it (niehao's ``task_status``)."""
+
+    ERROR = "error"  # the provider reported an error, or we could not finish
+    REFUSED = "refused"  # the provider refused the submission
+    TIMEOUT = "timeout"
+    BANNED = "banned"  # the provider refused the prompt
+    FILTERED = "filtered"  # the provider filtered its result
+
+
 class Provider(enum.StrEnum):
     MIDJOURNEY = "midjourney"
     FIREWORKS = "fireworks"
@@ -73,11 +83,26 @@ class Task:
     holds_slot: bool = False  # running at a provider with a concurrency limit
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    last_event_at: datetime | None = None  # the provider's latest word on it
+
+    @property
+    def failure(self) -> FailureKind | None:
+        """Why it failed (None unless it did)."""
+        if self.status is not TaskStatus.FAILURE:
+            return None
+        try:
+            return FailureKind(str(self.result.get("failure")))
+        except ValueError:
+            return FailureKind.ERROR
 
     def advance(self, to: TaskStatus, now: datetime, **changes: Any) -> Task:
-        """The task moved to ``to`` (forward only; terminal states are final)."""
+        """The task moved to ``to`` (forward only; terminal states are final).
+
+        Every move, a repeated ``IN_PROGRESS`` too, is an event: it restarts the idle timer.
+        """
         if self.status.terminal or to.rank < self.status.rank:
             raise InvalidTransition(f"task {self.task_id}: {self.status} -> {to}")
+        changes.setdefault("last_event_at", now)
         if to in (TaskStatus.SUBMITTED, TaskStatus.IN_PROGRESS) and self.started_at is None:
             changes.setdefault("started_at", now)
         if to.terminal:
@@ -101,6 +126,7 @@ MUTABLE_FIELDS = (
     "result",
     "started_at",
     "finished_at",
+    "last_event_at",
 )
 """What :meth:`TaskRepository.save` writes.
 

@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
+from ..e2e import CALLBACK_SECRET
 from ..fakes.discord import FakeDiscord
 from ..servers import Served, mjcore_serve
 
@@ -23,6 +24,7 @@ def served(discord: FakeDiscord, tmp_path_factory: pytest.TempPathFactory) -> It
         "MJCORE_DATABASE_URL": f"sqlite:///{home / 'mjcore.db'}",
         "MJCORE_MJ_CONCURRENCY": "1000",
         "MJCORE_MJ_QUEUE_SIZE": "1000",
+        "MJCORE_CALLBACK_SECRET": CALLBACK_SECRET,
     }
     with mjcore_serve(env, home) as server:
         yield server

@@ -6,14 +6,20 @@ import asyncio
 
 import pytest
 
-from mjcore.errors import InsufficientCredits, ProviderRejected, QueueFull
+from mjcore.errors import (
+    InsufficientCredits,
+    InvalidInput,
+    ProviderRejected,
+    QueueFull,
+    TaskNotFound,
+)
 from mjcore.ledger import EntryKind
 from mjcore.midjourney import Attachment, EventType, ListenerEvent, MjAction
 from mjcore.ports import Store, Upload
 from mjcore.pricing import Prices
 from mjcore.services import accounts, reports, tasks
 from mjcore.services.midjourney import Handled, MidjourneyService, ParentRef, QueueLimits
-from mjcore.tasks import Provider, Task, TaskStatus
+from mjcore.tasks import FailureKind, Provider, Task, TaskStatus
 
 from ..support import FakeClock
 
@@ -153,17 +159,30 @@ async def test_finishing_frees_the_slot_for_the_oldest_waiting_task(
     assert await _holding(store) == 1
 
 
-async def test_release_is_idempotent_and_only_the_owners(store: Store, clock: FakeClock) -> None:
+async def test_a_user_cannot_release_a_running_jobs_slot(store: Store, clock: FakeClock) -> None:
     mj, provider = _service(store, clock, concurrency=1, queue=5)
     alice, bob = await _user(store, clock, 10), await _user(store, clock, 11)
+    running = await mj.imagine(alice, "a")
+    waiting = await mj.imagine(alice, "b")
+    assert running.trigger_id is not None
+
+    assert await mj.release(running.trigger_id, bob) == 0
+    assert await mj.release(running.trigger_id, alice) == 0  # still at Discord: not hers to free
+    assert await _holding(store) == 1
+    assert [t.prompt for t in provider.submitted] == ["a"]
+    assert (await tasks.get_task(store, waiting.task_id)).status is TaskStatus.NOT_START
+
+
+async def test_the_listener_releases_any_slot_once(store: Store, clock: FakeClock) -> None:
+    mj, provider = _service(store, clock, concurrency=1, queue=5)
+    alice = await _user(store, clock, 10)
     running = await mj.imagine(alice, "a")
     await mj.imagine(alice, "b")
     assert running.trigger_id is not None
 
-    assert await mj.release(bob, running.trigger_id) == 0
-    assert await mj.release(alice, running.trigger_id) == 1
-    assert await mj.release(alice, running.trigger_id) == 0
-    assert await mj.release(alice, "unknown") == 0
+    assert await mj.release(running.trigger_id) == 1
+    assert await mj.release(running.trigger_id) == 0
+    assert await mj.release("unknown") == 0
 
     assert [t.prompt for t in provider.submitted] == ["a", "b"]
     assert await _holding(store) == 1
@@ -283,3 +302,145 @@ async def test_the_queue_check_catches_counters_changed_behind_its_back(
     check = await reports.verify_queue(store)
 
     assert not check.ok and (check.counters.running, check.actual.running) == (2, 1)
+
+
+async def test_progress_keeps_a_slow_job_alive_and_silence_fails_it_once(
+    store: Store, clock: FakeClock
+) -> None:
+    mj, _ = _service(store, clock, concurrency=2)
+    user = await _user(store, clock, 10)
+    slow = await mj.imagine(user, "a relax-mode job")
+    silent = await mj.imagine(user, "a lost job")
+    trigger = slow.trigger_id
+
+    for minute in range(1, 9):  # Midjourney says something every 60 s for 8 minutes
+        clock.advance(seconds=60)
+        text = f"**<#{trigger}#>a relax-mode job** - <@1> ({minute * 10}%) (relaxed)"
+        await mj.handle(ListenerEvent(EventType.GENERATING, "700", text, trigger))
+        await mj.sweep()
+        assert (await tasks.get_task(store, slow.task_id)).status is TaskStatus.IN_PROGRESS
+
+    lost = await tasks.get_task(store, silent.task_id)
+    assert lost.status is TaskStatus.FAILURE and lost.failure is FailureKind.TIMEOUT
+    assert lost.refunded
+    await mj.sweep()
+    async with store.unit_of_work(readonly=True) as uow:
+        refunds = [e for e in await uow.ledger.entries(user) if e.kind is EntryKind.REFUND]
+    assert len(refunds) == 1
+    assert (await accounts.get_account_by_id(store, user)).credits == 9
+
+
+async def test_a_job_is_given_up_after_its_maximum_duration_even_with_progress(
+    store: Store, clock: FakeClock
+) -> None:
+    provider = FakeProvider()
+    limits = QueueLimits(2, 2, timeout_s=300, max_duration_s=600)
+    mj = MidjourneyService(store, clock, Prices(), provider, FakeMirror(), limits)
+    user = await _user(store, clock, 10)
+    job = await mj.imagine(user, "endless")
+    for _ in range(11):
+        clock.advance(seconds=59)
+        text = f"**<#{job.trigger_id}#>endless** - <@1> (5%) (relaxed)"
+        await mj.handle(ListenerEvent(EventType.GENERATING, "800", text, job.trigger_id))
+        await mj.sweep()
+
+    ended = await tasks.get_task(store, job.task_id)
+    assert ended.status is TaskStatus.FAILURE and ended.refunded
+    assert "600 s after it started" in (ended.fail_reason or "")
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "Peter Pan flying over London",
+        "Image #1 of a series",
+        "Zoom Out of a city",
+        "Variations of a theme",
+        "Upscaled lighthouse",
+        "a kettle (Stopped)",
+        "progress bar (50%)",
+        "a **bold** fox",
+    ],
+)
+async def test_prompts_with_midjourneys_own_words_finish(
+    store: Store, clock: FakeClock, prompt: str
+) -> None:
+    mj, _ = _service(store, clock)
+    user = await _user(store, clock, 10)
+    grid = await mj.imagine(user, prompt)
+    trigger = grid.trigger_id
+    head = f"**<#{trigger}#>{prompt}**"
+
+    await mj.handle(
+        ListenerEvent(EventType.START, "901", f"{head} - <@1> (Waiting to start)", None)
+    )
+    await mj.handle(ListenerEvent(EventType.GENERATING, "901", f"{head} - <@1> (31%) (fast)", None))
+    assert (await tasks.get_task(store, grid.task_id)).progress == 31
+    name = f"me_{trigger}_{HASH}.png"
+    done = ListenerEvent(
+        EventType.END,
+        "902",
+        f"{head} - <@1> (fast)",
+        None,
+        (Attachment(f"https://c/{name}", name),),
+    )
+    assert await mj.handle(done) is Handled.UPDATED
+    finished = await tasks.get_task(store, grid.task_id)
+    assert (finished.status, finished.msg_id, finished.msg_hash) == (
+        TaskStatus.SUCCESS,
+        "902",
+        HASH,
+    )
+
+    u1 = await mj.press(user, MjAction.UPSCALE, ParentRef(task_id=grid.task_id), index=1)
+    upscaled = ListenerEvent(
+        EventType.END,
+        "903",
+        f"{head} - Image #1 <@1>",
+        None,
+        (Attachment(f"https://c/{name}", name),),
+    )
+    assert await mj.handle(upscaled) is Handled.UPDATED
+    assert (await tasks.get_task(store, u1.task_id)).status is TaskStatus.SUCCESS
+
+
+async def test_a_users_own_trigger_marker_is_refused(store: Store, clock: FakeClock) -> None:
+    mj, provider = _service(store, clock)
+    user = await _user(store, clock, 10)
+    with pytest.raises(InvalidInput):
+        await mj.imagine(user, "a fox <#1234567890123456#>")
+    assert provider.submitted == []
+    assert (await accounts.get_account_by_id(store, user)).credits == 10
+
+
+async def test_a_follow_up_may_name_its_grid_by_task_id_as_trigger_id(
+    store: Store, clock: FakeClock
+) -> None:
+    mj, provider = _service(store, clock, concurrency=5)
+    user = await _user(store, clock, 10)
+    grid = await mj.imagine(user, "fox")
+    await mj.handle(_end(grid, "600"))
+
+    niehao = ParentRef(msg_id="600", msg_hash=HASH, trigger_id=grid.task_id)
+    u3 = await mj.press(user, MjAction.UPSCALE, niehao, index=3)
+
+    assert u3.parent_task_id == grid.task_id and u3.trigger_id == grid.trigger_id
+    assert provider.submitted[-1].params["index"] == 3
+    stranger = await _user(store, clock, 11)
+    with pytest.raises(TaskNotFound):
+        await mj.press(stranger, MjAction.UPSCALE, niehao, index=1)
+
+
+async def test_the_queue_status_counts_the_callers_share(store: Store, clock: FakeClock) -> None:
+    mj, _ = _service(store, clock, concurrency=1, queue=5)
+    alice, bob = await _user(store, clock, 10), await _user(store, clock, 11)
+    await mj.imagine(alice, "a")
+    await mj.imagine(bob, "b")
+    await mj.imagine(bob, "c")
+
+    status = await mj.queue_status(bob)
+    mine = await mj.queue_status(alice)
+
+    assert (status.running, status.waiting) == ((), 2)
+    assert [t.prompt for t in mine.running] == ["a"] and mine.waiting == 0
+    assert (status.limits.concurrency, status.limits.queue_size) == (1, 5)

@@ -8,7 +8,7 @@ from mjcore.errors import InvalidAmount, InvalidTransition, TaskNotFound
 from mjcore.ports import Store
 from mjcore.pricing import Prices
 from mjcore.services import accounts, reports, tasks
-from mjcore.tasks import Provider, Task, TaskStatus
+from mjcore.tasks import FailureKind, Provider, Task, TaskStatus
 
 from ..support import FakeClock
 
@@ -164,11 +164,13 @@ async def test_stale_unfinished_tasks_are_failed_and_refunded_once(
     fresh = await _reserve(store, clock, account.id)
     await tasks.advance_task(store, clock, fresh.task_id, TaskStatus.SUBMITTED)
 
-    first = await tasks.fail_stale(store, clock, Provider.MIDJOURNEY, 50, "server stopped")
-    second = await tasks.fail_stale(store, clock, Provider.MIDJOURNEY, 50, "server stopped")
+    deadlines = tasks.Deadlines(idle_s=50, max_s=1000)
+    first = await tasks.fail_stale(store, clock, Provider.MIDJOURNEY, deadlines)
+    second = await tasks.fail_stale(store, clock, Provider.MIDJOURNEY, deadlines)
 
     assert (first, second) == (1, 0)
-    assert (await tasks.get_task(store, stale.task_id)).refunded
+    failed = await tasks.get_task(store, stale.task_id)
+    assert failed.refunded and failed.failure is FailureKind.TIMEOUT
     assert (await tasks.get_task(store, fresh.task_id)).status is TaskStatus.SUBMITTED
     assert (await accounts.get_account_by_id(store, account.id)).credits == 4
     assert (await reports.verify_ledger(store)).ok

@@ -18,7 +18,7 @@ from entrypoints.bootstrap import open_store
 from mjcore.ports import TaskQuery
 from mjcore.tasks import Task, TaskStatus
 
-from ..e2e import new_user
+from ..e2e import CALLBACK_SECRET, new_user
 from ..fakes.discord import FakeDiscord, listener_event
 from ..fakes.fireworks import FakeFireworks
 from ..servers import MJCORE, Served, mjcore_serve
@@ -89,7 +89,11 @@ async def _load(
                     msg_hash=str(uuid.uuid4()),
                 )
                 try:
-                    await client.post("/v1/api/trigger/midjourney/result", json=event)
+                    await client.post(
+                        "/v1/api/trigger/midjourney/result",
+                        json=event,
+                        headers={"X-Callback-Secret": CALLBACK_SECRET},
+                    )
                 except httpx.TransportError:
                     seen["errors"] += 1
                     return
@@ -116,6 +120,7 @@ async def test_a_crash_mid_load_loses_nothing(
             | {
                 "MJCORE_DATABASE_URL": database_url,
                 "MJCORE_MJ_CONCURRENCY": "1000",
+                "MJCORE_CALLBACK_SECRET": CALLBACK_SECRET,
                 "MJCORE_MJ_QUEUE_SIZE": "1000",
                 "MJCORE_MJ_TIMEOUT_S": "2",
                 "MJCORE_MJ_SWEEP_INTERVAL_S": "0.2",

@@ -24,7 +24,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from entrypoints.openapi import openapi_document
+from entrypoints.app import document
 
 from ..e2e import new_user
 from ..fakes.discord import FakeDiscord
@@ -81,7 +81,7 @@ async def _credentials(server: Served) -> dict[str, dict[str, str]]:
 
 
 # the document the server serves, built by the same code (the server's copy is checked below)
-schema = schemathesis.openapi.from_dict(openapi_document("http://127.0.0.1"))
+schema = schemathesis.openapi.from_dict(document("http://127.0.0.1"))
 
 
 def _auth(case: Any, credentials: dict[str, dict[str, str]]) -> dict[str, str]:
@@ -116,7 +116,7 @@ def test_fuzzed_requests_get_documented_answers(case: Any, fuzz_server: dict[str
 def test_the_server_serves_this_document(fuzz_server: dict[str, Any]) -> None:
     server: Served = fuzz_server["server"]
     served = httpx.get(f"{server.url}/openapi.json").json()
-    assert served == openapi_document(server.url)
+    assert served == document(server.url)
 
 
 def test_the_ledger_verifies_after_the_fuzzing(fuzz_server: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ import httpx
 
 from mjcore.ledger import EntryKind
 
-from ..e2e import credits, ledger_kinds, ledger_ok, new_user, wait_for
+from ..e2e import CALLBACK_SECRET, credits, ledger_kinds, ledger_ok, new_user, wait_for
 from ..fakes.discord import FakeDiscord, listener_event
 from ..servers import Served, free_port, mjcore_serve
 from .test_trigger_lifecycle import API, callback, imagine
@@ -23,7 +23,10 @@ DEBIT_REFUND = [EntryKind.GRANT, EntryKind.DEBIT, EntryKind.REFUND]
 
 @contextmanager
 def serving(discord: FakeDiscord, home: Path, **settings: str) -> Iterator[Served]:
-    env = discord.env() | {"MJCORE_DATABASE_URL": f"sqlite:///{home / 'mj.db'}"}
+    env = discord.env() | {
+        "MJCORE_DATABASE_URL": f"sqlite:///{home / 'mj.db'}",
+        "MJCORE_CALLBACK_SECRET": CALLBACK_SECRET,
+    }
     env |= {f"MJCORE_{name.upper()}": value for name, value in settings.items()}
     with mjcore_serve(env, home) as server:
         yield server
@@ -154,15 +157,21 @@ async def test_queue_limits_release_and_restart(discord: FakeDiscord, tmp_path: 
             assert f"<#{waiting['trigger_id']}#>" not in str(discord.prompts())
 
             release = {"trigger_id": running["trigger_id"]}
-            first = await client.post(f"{API}/queue/release", json=release, headers=user.headers)
-            second = await client.post(f"{API}/queue/release", json=release, headers=user.headers)
+            listener = {"X-Callback-Secret": CALLBACK_SECRET}
+            mine = await client.post(f"{API}/queue/release", json=release, headers=user.headers)
+            keyless = await client.post(f"{API}/queue/release", json=release)
+            first = await client.post(f"{API}/queue/release", json=release, headers=listener)
+            second = await client.post(f"{API}/queue/release", json=release, headers=listener)
             unknown = await client.post(
-                f"{API}/queue/release", json={"trigger_id": "123"}, headers=user.headers
+                f"{API}/queue/release", json={"trigger_id": "123"}, headers=listener
             )
             promoted = await wait_for(
                 client, user, waiting["task_id"], lambda t: t["status"] == "SUBMITTED"
             )
 
+            # the user may not free a running job's slot; yokonsan's keyless call is a no-op
+            assert mine.json()["released"] == keyless.json()["released"] == 0
+            assert keyless.status_code == 200
             assert first.json()["released"] == 1
             assert second.json()["released"] == unknown.json()["released"] == 0
             assert promoted["started_at"] is not None
@@ -233,3 +242,30 @@ async def test_the_callback_secret_is_required_when_set(
         assert bare.status_code == wrong.status_code == 403
         assert query.json() == header.json() == {"message": "ignored"}
         assert "s3cret-value" not in server.log.read_text()
+
+
+async def test_without_a_callback_secret_the_http_callback_does_not_exist(
+    discord: FakeDiscord, tmp_path: Path
+) -> None:
+    env = discord.env() | {"MJCORE_DATABASE_URL": f"sqlite:///{tmp_path / 'mj.db'}"}
+    with mjcore_serve(env, tmp_path) as server:
+        user = await new_user(server.database_url, 5)
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            grid = await imagine(client, user)
+            forged = {
+                "type": "error",
+                "id": 1,
+                "content": f"**<#{grid['trigger_id']}#>a red fox** - <@1> (Stopped)",
+                "trigger_id": grid["trigger_id"],
+            }
+            answers = [
+                await client.post(f"{API}/midjourney/result", json=forged),
+                await client.post(f"{API}/midjourney/result?secret=", json=forged),
+                await client.post(
+                    f"{API}/midjourney/result", json=forged, headers={"X-Callback-Secret": "x"}
+                ),
+            ]
+            task = await client.get(f"{API}/task/{grid['task_id']}", headers=user.headers)
+        assert [a.status_code for a in answers] == [404, 404, 404]
+        assert task.json()["status"] == "SUBMITTED"  # the forged error changed nothing
+        assert await credits(server.database_url, user) == 4

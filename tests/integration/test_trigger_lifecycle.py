@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ..e2e import User, new_user, wait_for
+from ..e2e import CALLBACK_SECRET, User, new_user, wait_for
 from ..fakes.discord import GUILD, FakeDiscord, listener_event
 from ..fakes.images import png
 from ..servers import Served
@@ -31,7 +31,9 @@ async def imagine(
 
 
 async def callback(client: httpx.AsyncClient, event: dict[str, Any]) -> dict[str, Any]:
-    response = await client.post(f"{API}/midjourney/result", json=event)
+    response = await client.post(
+        f"{API}/midjourney/result", json=event, headers={"X-Callback-Secret": CALLBACK_SECRET}
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -63,7 +65,7 @@ async def test_imagine_sends_the_interaction_with_the_trigger_after_the_picurl(
 
     body = response.json()
     assert response.status_code == 200
-    assert body["code"] == 1 and body["message"] == "success"
+    assert body["code"] == 0 and body["message"] == "success"
     assert body["trigger_type"] == "generate" and body["result"] == body["task_id"]
     trigger = body["trigger_id"]
     assert trigger.isdigit()

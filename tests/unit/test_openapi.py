@@ -1,12 +1,24 @@
-"""The OpenAPI document and the served routes are the same set."""
+"""The OpenAPI document is read off the routes and the request classes' own limits."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+from attrs import define
 from starlette.routing import Mount, Route
 
-from entrypoints.app import create_app
+from entrypoints.app import create_app, document
+from entrypoints.http import Doc, Operation
 from entrypoints.openapi import openapi_document
+from entrypoints.schema import BadRequest, make_converter, rule, structure
 from entrypoints.settings import Settings
+from mjcore import midjourney as mj
+from mjcore.limits import Text, Whole
+
+
+def _document() -> dict[str, Any]:
+    return document("http://x")
 
 
 def served_operations() -> set[tuple[str, str]]:
@@ -26,20 +38,17 @@ def served_operations() -> set[tuple[str, str]]:
     return found
 
 
-def documented_operations() -> set[tuple[str, str]]:
-    paths = openapi_document("http://x")["paths"]
-    return {(method, path) for path, item in paths.items() for method in item}
-
-
 def test_every_route_is_documented_and_every_documented_route_is_served() -> None:
-    served, documented = served_operations(), documented_operations()
+    paths = _document()["paths"]
+    documented = {(method, path) for path, item in paths.items() for method in item}
+    served = served_operations()
     assert served - documented == set()
     assert documented - served == set()
-    assert len(served) >= 27
+    assert len(served) >= 31
 
 
 def test_every_operation_documents_its_answers_and_auth() -> None:
-    document = openapi_document("http://x")
+    document = _document()
     schemes = set(document["components"]["securitySchemes"])
     for path, item in document["paths"].items():
         for method, operation in item.items():
@@ -48,3 +57,45 @@ def test_every_operation_documents_its_answers_and_auth() -> None:
                 assert set(requirement) <= schemes
             if path.startswith("/api/") and "security" in operation:
                 assert "401" in operation["responses"], (method, path)
+
+
+def test_the_documented_limits_are_the_cores() -> None:
+    schemas = _document()["components"]["schemas"]
+    prompt = schemas["ImagineIn"]["properties"]["prompt"]
+    assert prompt["maxLength"] == mj.PROMPT.max_length
+    index = schemas["IndexedIn"]["properties"]["index"]
+    assert (index["minimum"], index["maximum"]) == (mj.INDEX.low, mj.INDEX.high)
+    assert schemas["ZoomIn"]["properties"]["zoomout"] == {"enum": [50, 75]}
+    assert schemas["GenerateIn"]["additionalProperties"] is False  # the image API is strict
+    assert "additionalProperties" not in schemas["ImagineIn"]  # upstream bodies are lenient
+
+
+def _surface(prompt_limit: int, count_high: int) -> tuple[type, dict[str, Any]]:
+    """A request class with the given limits, behind a documented route."""
+
+    @define(kw_only=True)
+    class Probe:
+        prompt: str = rule(Text("prompt", prompt_limit, nonblank=True))
+        count: int = rule(Whole("count", 1, count_high), 1)
+
+    async def handler(request: object) -> Any:
+        raise NotImplementedError
+
+    route = Operation("/probe", handler, "POST", Doc("probe", {200: None}, body=Probe))
+    return Probe, openapi_document([route], "http://x")["components"]["schemas"]["Probe"]
+
+
+@pytest.mark.parametrize(("prompt_limit", "count_high"), [(10, 3), (25, 7)])
+def test_one_limit_changed_on_a_request_class_moves_validation_and_the_document(
+    prompt_limit: int, count_high: int
+) -> None:
+    cls, schema = _surface(prompt_limit, count_high)
+    converter = make_converter(lenient=False)
+
+    assert schema["properties"]["prompt"]["maxLength"] == prompt_limit
+    assert schema["properties"]["count"]["maximum"] == count_high
+    structure(converter, {"prompt": "x" * prompt_limit, "count": count_high}, cls)
+    with pytest.raises(BadRequest, match=f"at most {prompt_limit} characters"):
+        structure(converter, {"prompt": "x" * (prompt_limit + 1)}, cls)
+    with pytest.raises(BadRequest, match=f"from 1 to {count_high}"):
+        structure(converter, {"prompt": "x", "count": count_high + 1}, cls)

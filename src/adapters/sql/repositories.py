@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from attrs import frozen
@@ -254,7 +254,7 @@ class SqlCodes:
 _TASK_COLUMNS = (
     "task_id, account_id, provider, action, prompt, cost, created_at, status, params,"
     " parent_task_id, progress, image_url, fail_reason, trigger_id, msg_id, msg_hash,"
-    " provider_ref, result, refunded, holds_slot, started_at, finished_at"
+    " provider_ref, result, refunded, holds_slot, started_at, finished_at, last_event_at"
 )
 _JSON_FIELDS = ("params", "result")
 _TASK_NAMES = tuple(name.strip() for name in _TASK_COLUMNS.split(","))
@@ -288,6 +288,7 @@ def _task(row: Row, db: Session) -> Task:
         holds_slot=bool(row["holds_slot"]),
         started_at=ts(row["started_at"]),
         finished_at=ts(row["finished_at"]),
+        last_event_at=ts(row["last_event_at"]),
     )
 
 
@@ -396,6 +397,22 @@ class SqlTasks:
             )
         )
 
+    async def unfinished_of(
+        self, provider: Provider, account_id: int, limit: int
+    ) -> Sequence[Task]:
+        rows = await self.db.all(
+            f"SELECT {_TASK_COLUMNS} FROM task WHERE account_id = :account_id"
+            " AND provider = :provider AND status IN (:waiting, :submitted, :in_progress)"
+            " ORDER BY id LIMIT :limit",
+            waiting=TaskStatus.NOT_START,
+            submitted=TaskStatus.SUBMITTED,
+            in_progress=TaskStatus.IN_PROGRESS,
+            account_id=account_id,
+            provider=provider,
+            limit=limit,
+        )
+        return [_task(row, self.db) for row in rows]
+
     async def next_waiting(self, provider: Provider) -> Task | None:
         row = await self.db.one(
             f"SELECT {_TASK_COLUMNS} FROM task WHERE provider = :provider AND status = :status"
@@ -414,17 +431,20 @@ class SqlTasks:
         )
         return matched == 1
 
-    async def unfinished_started_before(
-        self, provider: Provider, cutoff: datetime, limit: int
+    async def stale(
+        self, provider: Provider, idle_before: datetime, started_before: datetime, limit: int
     ) -> Sequence[Task]:
         rows = await self.db.all(
             f"SELECT {_TASK_COLUMNS} FROM task WHERE provider = :provider"
-            " AND status IN (:submitted, :in_progress) AND started_at < :cutoff"
+            " AND status IN (:submitted, :in_progress)"
+            " AND (COALESCE(last_event_at, started_at) < :idle_before"
+            " OR started_at < :started_before)"
             " ORDER BY id LIMIT :limit",
             provider=provider,
             submitted=TaskStatus.SUBMITTED,
             in_progress=TaskStatus.IN_PROGRESS,
-            cutoff=cutoff,
+            idle_before=idle_before,
+            started_before=started_before,
             limit=limit,
         )
         return [_task(row, self.db) for row in rows]
@@ -476,6 +496,40 @@ class SqlSettings:
         stored = await self.get(name)
         assert stored is not None
         return stored
+
+
+_NEVER = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@frozen
+class SqlLeases:
+    db: Session
+
+    async def acquire(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
+        if_absent = self.db.dialect.if_absent.format(key="name")
+        await self.db.execute(
+            f"INSERT INTO lease (name, holder, expires_at) VALUES (:name, '', :never){if_absent}",
+            name=name,
+            never=_NEVER,
+        )
+        matched = await self.db.execute(
+            "UPDATE lease SET holder = :holder, expires_at = :until"
+            " WHERE name = :name AND (holder = :holder OR expires_at < :now)",
+            holder=holder,
+            until=until,
+            name=name,
+            now=now,
+        )
+        return matched == 1
+
+    async def release(self, name: str, holder: str) -> None:
+        await self.db.execute(
+            "UPDATE lease SET holder = '', expires_at = :never WHERE name = :name"
+            " AND holder = :holder",
+            never=_NEVER,
+            name=name,
+            holder=holder,
+        )
 
 
 @frozen

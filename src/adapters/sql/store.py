@@ -13,6 +13,7 @@ from .migrations import apply_migrations
 from .repositories import (
     SqlAccounts,
     SqlCodes,
+    SqlLeases,
     SqlLedger,
     SqlQueue,
     SqlSettings,
@@ -37,6 +38,7 @@ class SqlUnitOfWork:
     tasks: SqlTasks = field(init=False)
     queue: SqlQueue = field(init=False)
     settings: SqlSettings = field(init=False)
+    leases: SqlLeases = field(init=False)
     stats: SqlStats = field(init=False)
 
     async def __aenter__(self) -> SqlUnitOfWork:
@@ -55,6 +57,7 @@ class SqlUnitOfWork:
         self.tasks = SqlTasks(session)
         self.queue = SqlQueue(session)
         self.settings = SqlSettings(session)
+        self.leases = SqlLeases(session)
         self.stats = SqlStats(session)
         return self
 

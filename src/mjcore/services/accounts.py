@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from attrs import frozen
+from attrs import define, frozen
 
 from ..accounts import Account, check_user_name, digest_app_key, new_app_key
 from ..clock import Clock
-from ..errors import AccountNotFound, AccountUnavailable, InvalidAmount, InvalidAppKey
+from ..codes import Redemption
+from ..errors import AccountNotFound, AccountUnavailable, BadCredentials, InvalidAppKey
 from ..ledger import EntryKind, LedgerEntry
-from ..passwords import check_password, hash_password
-from ..ports import NewAccount, Store, UnitOfWork
+from ..limits import Whole
+from ..passwords import DECOY_HASH, check_password, hash_password, verify_password
+from ..ports import NewAccount, Store, TaskQuery, UnitOfWork
+from ..tasks import TaskStatus
+from . import codes
 
 DEFAULT_TOKENS = 100
 MAX_TOKENS = 2**31 - 1  # the seed's int(11) counters
@@ -26,11 +30,7 @@ class CreatedAccount:
     app_key: str
 
 
-def check_tokens(value: int) -> int:
-    """A counter value: a whole number from 0 to 2**31-1."""
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_TOKENS:
-        raise InvalidAmount(f"token total must be a whole number from 0 to {MAX_TOKENS}")
-    return value
+TOKENS = Whole("token total", 0, MAX_TOKENS)
 
 
 async def create_account(
@@ -43,7 +43,7 @@ async def create_account(
 ) -> CreatedAccount:
     """Create an account holding ``tokens`` credits, granted through the ledger."""
     check_user_name(user_name)
-    check_tokens(tokens)
+    TOKENS.check(tokens)
     app_key = new_app_key()
     now = clock()
     async with store.unit_of_work() as uow:
@@ -113,7 +113,7 @@ async def _locked_by_key(uow: UnitOfWork, app_key: str) -> Account:
 
 async def update_tokens(store: Store, clock: Clock, app_key: str, total: int) -> Account:
     """Set ``token_total``; the difference is written to the ledger as an adjustment."""
-    check_tokens(total)
+    TOKENS.check(total)
     now = clock()
     async with store.unit_of_work() as uow:
         account = await _locked_by_key(uow, app_key)
@@ -190,3 +190,68 @@ async def set_password(store: Store, clock: Clock, user_name: str, password: str
     """Let the account log in to the image API with this password."""
     check_password(password)
     return await _update_flags(store, clock, user_name, password_hash=hash_password(password))
+
+
+async def register(store: Store, clock: Clock, user_name: str, password: str) -> Account:
+    """A new account with a password and no credits (it gets an app key too, unshown)."""
+    check_password(password)
+    created = await create_account(
+        store, clock, user_name, 0, password_hash=hash_password(password)
+    )
+    return created.account
+
+
+async def login(store: Store, user_name: str, password: str) -> Account:
+    """The active account with this name and password, else :class:`BadCredentials`.
+
+    An unknown name, an account without a password and a wrong password cost the
+    same scrypt and raise the same error, so neither the answer nor its timing tells
+    which names exist.
+    """
+    async with store.unit_of_work(readonly=True) as uow:
+        account = await uow.accounts.by_name(user_name) if isinstance(user_name, str) else None
+    stored = account.password_hash if account is not None and account.password_hash else None
+    matches = verify_password(password, stored or DECOY_HASH)
+    if account is None or stored is None or not matches or not account.active:
+        raise BadCredentials("wrong user name or password")
+    return account
+
+
+@frozen
+class Profile:
+    """An account as its owner sees it."""
+
+    account: Account
+    generated: int  # successful jobs
+
+
+@define
+class AccountService:
+    """What a customer does with their account, on either surface."""
+
+    store: Store
+    clock: Clock
+
+    async def authenticate_key(self, app_key: str) -> Account:
+        return await authenticate_key(self.store, app_key)
+
+    async def active(self, account_id: int) -> Account | None:
+        """The account if it exists and may act (a JWT's subject, say)."""
+        async with self.store.unit_of_work(readonly=True) as uow:
+            account = await uow.accounts.get(account_id)
+        return account if account is not None and account.active else None
+
+    async def register(self, user_name: str, password: str) -> Account:
+        return await register(self.store, self.clock, user_name, password)
+
+    async def login(self, user_name: str, password: str) -> Profile:
+        account = await login(self.store, user_name, password)
+        return await self.profile(account)
+
+    async def profile(self, account: Account) -> Profile:
+        async with self.store.unit_of_work(readonly=True) as uow:
+            generated = await uow.tasks.count(TaskQuery(account.id, TaskStatus.SUCCESS))
+        return Profile(account, generated)
+
+    async def redeem(self, account_id: int, code: str) -> Redemption:
+        return await codes.redeem_code(self.store, self.clock, account_id, code)

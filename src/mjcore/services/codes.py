@@ -6,8 +6,8 @@ from datetime import datetime
 
 from ..clock import Clock
 from ..codes import (
-    MAX_CODE_CREDITS,
-    MAX_CODES_PER_BATCH,
+    CODE_COUNT,
+    CODE_CREDITS,
     Redemption,
     RedemptionCode,
     new_code,
@@ -20,18 +20,11 @@ from ..errors import (
     CodeExpired,
     CodeNotFound,
     Conflict,
-    InvalidAmount,
 )
 from ..ports import Store
 from . import credits
 
 _ISSUE_ATTEMPTS = 3
-
-
-def _check_range(value: int, low: int, high: int, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise InvalidAmount(f"{what} must be a whole number from {low} to {high}")
-    return value
 
 
 async def issue_codes(
@@ -43,8 +36,8 @@ async def issue_codes(
     expires_at: datetime | None = None,
 ) -> list[RedemptionCode]:
     """Create ``count`` (1–1000) new codes worth ``credits_each`` (≥1) each."""
-    _check_range(credits_each, 1, MAX_CODE_CREDITS, "credits")
-    _check_range(count, 1, MAX_CODES_PER_BATCH, "count")
+    CODE_CREDITS.check(credits_each)
+    CODE_COUNT.check(count)
     now = clock()
     for attempt in range(_ISSUE_ATTEMPTS):
         texts: set[str] = set()

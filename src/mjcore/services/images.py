@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from attrs import frozen
+from attrs import define, frozen
 
 from ..clock import Clock
-from ..errors import InvalidInput, InvalidTransition, ProviderError, ProviderTimeout
+from ..errors import InvalidTransition, ProviderError, ProviderTimeout
+from ..limits import Text, Whole
 from ..ports import ImageGenerator, ImageRequest, ImageStore, Store
 from ..pricing import Prices
 from ..tasks import Provider, Task, TaskStatus
-from . import tasks
+from . import reports, tasks
+from .reports import Record
 
 ASPECT_RATIOS = ("1:1", "4:3", "3:4", "16:9", "9:16", "21:9", "9:21")
 FORMATS = ("png", "jpeg")
-MAX_PROMPT = 2000
-MAX_SEED = 2**32 - 1
+PROMPT = Text("prompt", 2000, nonblank=True)
+ASPECT_RATIO = Text("aspect_ratio", 5, choices=ASPECT_RATIOS)
+OUTPUT_FORMAT = Text("output_format", 4, choices=FORMATS)
+SEED = Whole("seed", 0, 2**32 - 1)
 ACTION = "generate"
 
 
@@ -25,16 +29,11 @@ class Generated:
 
 
 def check_request(request: ImageRequest) -> ImageRequest:
-    if not request.prompt.strip():
-        raise InvalidInput("prompt must not be empty")
-    if len(request.prompt) > MAX_PROMPT:
-        raise InvalidInput(f"prompt must be at most {MAX_PROMPT} characters")
-    if request.aspect_ratio not in ASPECT_RATIOS:
-        raise InvalidInput(f"aspect_ratio must be one of {', '.join(ASPECT_RATIOS)}")
-    if request.output_format not in FORMATS:
-        raise InvalidInput("output_format must be png or jpeg")
-    if request.seed is not None and not 0 <= request.seed <= MAX_SEED:
-        raise InvalidInput(f"seed must be from 0 to {MAX_SEED}")
+    PROMPT.check(request.prompt)
+    ASPECT_RATIO.check(request.aspect_ratio)
+    OUTPUT_FORMAT.check(request.output_format)
+    if request.seed is not None:
+        SEED.check(request.seed)
     return request
 
 
@@ -93,3 +92,22 @@ async def _credits(store: Store, account_id: int) -> int:
     async with store.unit_of_work(readonly=True) as uow:
         account = await uow.accounts.get(account_id)
     return 0 if account is None else account.credits
+
+
+@define
+class ImageService:
+    """The image surface: generate with the text-to-image provider, list what was made."""
+
+    store: Store
+    clock: Clock
+    prices: Prices
+    generator: ImageGenerator
+    images: ImageStore
+
+    async def generate(self, account_id: int, request: ImageRequest) -> Generated:
+        return await generate_image(
+            self.store, self.clock, self.prices, self.generator, self.images, account_id, request
+        )
+
+    async def records(self, account_id: int, limit: int) -> list[Record]:
+        return await reports.records(self.store, account_id, limit)

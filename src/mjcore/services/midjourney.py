@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from attrs import define, evolve, frozen
@@ -21,6 +21,7 @@ from ..midjourney import (
     EventType,
     ListenerEvent,
     MjAction,
+    check_user_text,
     describe_prompts,
     hash_of,
     new_trigger_id,
@@ -30,25 +31,39 @@ from ..midjourney import (
 from ..moderation import check_prompt
 from ..ports import ImageMirror, MidjourneyProvider, Store, UnitOfWork, Upload
 from ..pricing import Prices
-from ..tasks import Provider, Task, TaskStatus, new_task_id
-from . import credits
-from .tasks import advance_task, refund_once, task_reference
+from ..tasks import FailureKind, Provider, Task, TaskStatus
+from . import tasks as lifecycle
+from .tasks import Deadlines, Failure, TaskPage
 
 MJ = Provider.MIDJOURNEY
 _UPLOAD_NAME = re.compile(r"[\w-]+/(\w+)\.(?:png|jpe?g|webp|gif)")
-SWEEP_BATCH = 100
 
 
 @frozen
 class QueueLimits:
     concurrency: int = 3
     queue_size: int = 10
-    timeout_s: int = 300
+    timeout_s: int = 300  # after the job's last event
+    max_duration_s: int = 3600  # after its start
+
+    @property
+    def deadlines(self) -> Deadlines:
+        return Deadlines(self.timeout_s, self.max_duration_s)
+
+
+@frozen
+class QueueStatus:
+    """The queue's limits and the caller's own jobs in it (never anyone else's)."""
+
+    limits: QueueLimits
+    running: tuple[Task, ...]  # the caller's jobs at Discord
+    waiting: int  # the caller's jobs waiting for a slot
 
 
 @frozen
 class ParentRef:
-    """How a follow-up names its grid: by our task id, or yokonsan's message triple."""
+    """How a follow-up names its grid: by our task id, or yokonsan's message triple (whose
+    ``trigger_id`` may also be the grid's task id, as niehao clients send it)."""
 
     task_id: str | None = None
     msg_id: str | None = None
@@ -92,6 +107,7 @@ class MidjourneyService:
     # -- accepting jobs -------------------------------------------------------------
 
     async def imagine(self, account_id: int, prompt: str, picurl: str | None = None) -> Task:
+        check_user_text(prompt, "prompt")
         check_prompt(prompt, self.banned_words)
         params = {"picurl": picurl} if picurl else {}
         return await self._start(self._draft(account_id, MjAction.IMAGINE, prompt, params))
@@ -152,8 +168,9 @@ class MidjourneyService:
                     (
                         t
                         for t in named
-                        if (t.account_id, t.trigger_id, t.msg_hash)
-                        == (account_id, ref.trigger_id, ref.msg_hash)
+                        if t.account_id == account_id
+                        and t.msg_hash == ref.msg_hash
+                        and ref.trigger_id in (t.trigger_id, t.task_id)
                     ),
                     None,
                 )
@@ -173,14 +190,13 @@ class MidjourneyService:
         trigger_id: str | None = None,
     ) -> Task:
         """A job not yet accepted (a fresh trigger id is chosen on admission if none)."""
-        return Task(
-            task_id=new_task_id(),
+        return lifecycle.draft_task(
+            self.clock,
+            self.prices,
             account_id=account_id,
             provider=MJ,
             action=action,
             prompt=prompt,
-            cost=self.prices.of(action),
-            created_at=self.clock(),
             params=params,
             parent_task_id=parent_task_id,
             trigger_id=trigger_id,
@@ -198,7 +214,6 @@ class MidjourneyService:
         async with self.store.unit_of_work() as uow:
             queue = await uow.queue.lock(MJ)
             task = evolve(draft, trigger_id=draft.trigger_id or await _fresh_trigger(uow))
-            await credits.debit(uow, task.account_id, task.cost, task_reference(task.task_id), now)
             if queue.running < self.limits.concurrency:
                 task = evolve(task.advance(TaskStatus.SUBMITTED, now), holds_slot=True)
                 await uow.queue.change(MJ, running=1)
@@ -206,7 +221,7 @@ class MidjourneyService:
                 raise QueueFull("Task queue is full.")
             else:
                 await uow.queue.change(MJ, waiting=1)
-            await uow.tasks.add(task)
+            await lifecycle.open_in(uow, task)
             await uow.commit()
         return task
 
@@ -221,31 +236,22 @@ class MidjourneyService:
             try:
                 await self.provider.submit(task)
             except ProviderError as exc:
-                ending = await self._finish(task.task_id, failure=str(exc))
+                ending = await self._finish(task.task_id, Failure(str(exc), FailureKind.REFUSED))
                 outcome[task.task_id] = ending.task
                 pending.extend(ending.promoted)
             else:
                 outcome[task.task_id] = task
         return outcome
 
-    async def _finish(self, task_id: str, *, failure: str | None = None, **changes: Any) -> Ending:
+    async def _finish(self, task_id: str, failure: Failure | None = None, **changes: Any) -> Ending:
         """End a task (refund on failure, exactly once), free its slot, promote waiting ones."""
         now = self.clock()
         async with self.store.unit_of_work() as uow:
             queue = await uow.queue.lock(MJ)
-            current = await uow.tasks.get(task_id, for_update=True)
-            if current is None:
-                raise TaskNotFound(task_id)
+            current = await lifecycle.locked(uow, task_id)
             if current.status.terminal:
                 return Ending(current, [], changed=False)
-            if failure is None:
-                task = current.advance(TaskStatus.SUCCESS, now, **changes)
-            else:
-                task = current.advance(TaskStatus.FAILURE, now, fail_reason=failure)
-            if not await uow.tasks.save(task, expected=current.status):
-                raise InvalidTransition(f"task {task_id} changed concurrently")
-            if failure is not None and await refund_once(uow, task, now):
-                task = evolve(task, refunded=True)
+            task = await lifecycle.end_in(uow, current, now, failure, **changes)
             running = queue.running
             if current.holds_slot and await uow.tasks.set_holds_slot(task_id, False):
                 task = evolve(task, holds_slot=False)
@@ -265,21 +271,29 @@ class MidjourneyService:
             waiting = await uow.tasks.next_waiting(MJ)
             if waiting is None:
                 break
-            started = waiting.advance(TaskStatus.SUBMITTED, now)
-            await uow.tasks.save(started, expected=TaskStatus.NOT_START)
+            started = await lifecycle.move_in(uow, waiting, TaskStatus.SUBMITTED, now)
             await uow.tasks.set_holds_slot(started.task_id, True)
             promoted.append(evolve(started, holds_slot=True))
         if promoted:
             await uow.queue.change(MJ, running=len(promoted), waiting=-len(promoted))
         return promoted
 
-    async def release(self, account_id: int, trigger_id: str) -> int:
-        """Free the slots the caller's tasks with this trigger hold; idempotent."""
+    async def release(self, trigger_id: str, account_id: int | None = None) -> int:
+        """Free slots held by tasks of this trigger; idempotent.
+
+        With ``account_id`` (a user's key) only that account's tasks that have ended: a
+        user cannot free the slot of a job Discord is still drawing, or the concurrency
+        limit would mean nothing. Without it (the listener with the callback secret, the
+        admin) any task's slot.
+        """
         async with self.store.unit_of_work() as uow:
             queue = await uow.queue.lock(MJ)
             freed = 0
             for task in await uow.tasks.by_trigger(trigger_id):
-                if task.account_id == account_id and task.holds_slot:
+                mine = account_id is None or (
+                    task.account_id == account_id and task.status.terminal
+                )
+                if mine and task.holds_slot:
                     freed += await uow.tasks.set_holds_slot(task.task_id, False)
             if freed:
                 await uow.queue.change(MJ, running=-freed)
@@ -289,20 +303,39 @@ class MidjourneyService:
         return freed
 
     async def sweep(self) -> int:
-        """Fail (and refund) jobs running longer than the timeout; start waiting ones."""
-        cutoff = self.clock() - timedelta(seconds=self.limits.timeout_s)
-        async with self.store.unit_of_work(readonly=True) as uow:
-            stale = await uow.tasks.unfinished_started_before(MJ, cutoff, SWEEP_BATCH)
+        """Fail (and refund) jobs past a deadline (idle, or running too long); start
+        waiting ones."""
+        overdue = await lifecycle.overdue_tasks(self.store, self.clock, MJ, self.limits.deadlines)
         promoted: list[Task] = []
-        for task in stale:
-            reason = f"timed out after {self.limits.timeout_s} s without a result"
-            promoted += (await self._finish(task.task_id, failure=reason)).promoted
+        for task, failure in overdue:
+            promoted += (await self._finish(task.task_id, failure)).promoted
         async with self.store.unit_of_work() as uow:
             queue = await uow.queue.lock(MJ)
             promoted += await self._fill(uow, self.clock(), queue.running)
             await uow.commit()
         await self._run(promoted)
-        return len(stale)
+        return len(overdue)
+
+    # -- looking -----------------------------------------------------------------------
+
+    async def task(self, account_id: int, task_id: str) -> Task:
+        """One of the account's tasks (any provider's), else :class:`TaskNotFound`."""
+        return await lifecycle.get_task(self.store, task_id, account_id=account_id)
+
+    async def tasks(
+        self, account_id: int, status: TaskStatus | None, limit: int, offset: int
+    ) -> TaskPage:
+        return await lifecycle.list_tasks(
+            self.store, account_id, status=status, limit=limit, offset=offset
+        )
+
+    async def queue_status(self, account_id: int) -> QueueStatus:
+        """The queue's limits and the caller's jobs in it."""
+        bound = self.limits.concurrency + self.limits.queue_size
+        async with self.store.unit_of_work(readonly=True) as uow:
+            mine = await uow.tasks.unfinished_of(MJ, account_id, bound)
+        running = tuple(t for t in mine if t.status is not TaskStatus.NOT_START)
+        return QueueStatus(self.limits, running, len(mine) - len(running))
 
     # -- the listener's events -------------------------------------------------------
 
@@ -334,7 +367,7 @@ class MidjourneyService:
         progress_ref = {"progress_msg_id": task.result.get("progress_msg_id", event.message_id)}
         if event.type in (EventType.START, EventType.GENERATING):
             progress = max(task.progress, progress_of(event.content) or 0)
-            await advance_task(
+            await lifecycle.advance_task(
                 self.store,
                 self.clock,
                 task.task_id,
@@ -362,13 +395,12 @@ class MidjourneyService:
                 image_url=event.embed_image_urls[0] if event.embed_image_urls else None,
                 result=dict(task.result) | {"prompts": describe_prompts(event.embed_descriptions)},
             )
+        elif event.type is EventType.BANNED:
+            failure = Failure("Midjourney refused the prompt (banned)", FailureKind.BANNED)
+            ending = await self._finish(task.task_id, failure)
         else:
-            reason = (
-                "Midjourney refused the prompt (banned)"
-                if event.type is EventType.BANNED
-                else f"Midjourney stopped the job: {event.content[:300]}"
-            )
-            ending = await self._finish(task.task_id, failure=reason)
+            failure = Failure(f"Midjourney stopped the job: {event.content[:300]}")
+            ending = await self._finish(task.task_id, failure)
         await self._run(ending.promoted)
         return Handled.UPDATED if ending.changed else Handled.UNCHANGED
 

@@ -1,14 +1,19 @@
-"""Read-only reports: service totals and the ledger invariant."""
+"""Reports (totals, records, the ledger invariant) and the operator's service."""
 
 from __future__ import annotations
 
-from attrs import frozen
+from datetime import timedelta
 
-from ..accounts import Account
+from attrs import define, frozen
+
+from ..clock import Clock
+from ..codes import CODE_EXPIRY_DAYS, RedemptionCode
 from ..ledger import LedgerReport, report
 from ..ports import Counts, QueueCounts, Store, TaskQuery
 from ..tasks import Provider, Task, TaskStatus
-from .tasks import check_page
+from . import codes
+from .accounts import Profile
+from .tasks import PAGE_LIMIT
 
 
 async def stats(store: Store) -> Counts:
@@ -52,15 +57,9 @@ class Record:
     user_name: str
 
 
-@frozen
-class UserSummary:
-    account: Account
-    generated: int
-
-
 async def records(store: Store, account_id: int | None, limit: int) -> list[Record]:
     """Successful tasks, newest first: one account's, or everyone's with ``None``."""
-    check_page(limit)
+    PAGE_LIMIT.check(limit)
     query = TaskQuery(account_id, TaskStatus.SUCCESS, limit)
     async with store.unit_of_work(readonly=True) as uow:
         found = await uow.tasks.query(query)
@@ -78,9 +77,37 @@ async def generated_count(store: Store, account_id: int) -> int:
         return await uow.tasks.count(TaskQuery(account_id, TaskStatus.SUCCESS))
 
 
-async def user_summaries(store: Store, limit: int, offset: int = 0) -> list[UserSummary]:
+async def user_summaries(store: Store, limit: int, offset: int = 0) -> list[Profile]:
     """Live accounts with their generated counts."""
     async with store.unit_of_work(readonly=True) as uow:
         found = await uow.accounts.list(limit, offset)
         counts = await uow.tasks.count_by_account(TaskStatus.SUCCESS)
-    return [UserSummary(a, counts.get(a.id, 0)) for a in found if a.deleted_at is None]
+    return [Profile(a, counts.get(a.id, 0)) for a in found if a.deleted_at is None]
+
+
+@define
+class AdminService:
+    """What the operator does: issue codes, look at users, records and totals."""
+
+    store: Store
+    clock: Clock
+
+    async def issue_codes(
+        self, credits_each: int, count: int, expires_in_days: int | None = None
+    ) -> list[RedemptionCode]:
+        expires = None
+        if expires_in_days is not None:
+            CODE_EXPIRY_DAYS.check(expires_in_days)
+            expires = self.clock() + timedelta(days=expires_in_days)
+        return await codes.issue_codes(
+            self.store, self.clock, credits_each, count, expires_at=expires
+        )
+
+    async def users(self, limit: int, offset: int) -> list[Profile]:
+        return await user_summaries(self.store, limit, offset)
+
+    async def records(self, limit: int) -> list[Record]:
+        return await records(self.store, None, limit)
+
+    async def stats(self) -> Counts:
+        return await stats(self.store)

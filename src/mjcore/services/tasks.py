@@ -1,4 +1,9 @@
-"""Task use cases: reserve (debit + create), advance, fail with an exactly-once refund, list."""
+"""The one task lifecycle every provider uses: open (debit + record), move, end (success,
+or failure refunded exactly once), and what settles tasks that never end by themselves.
+
+The ``*_in`` functions work inside a unit of work the caller holds (Midjourney holds its
+queue's lock around them); the others open their own.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,19 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from attrs import frozen
+from attrs import evolve, frozen
 
 from ..clock import Clock
-from ..errors import InvalidAmount, InvalidTransition, TaskNotFound
+from ..errors import InvalidTransition, TaskNotFound
+from ..limits import Whole
 from ..ports import Store, TaskQuery, UnitOfWork
 from ..pricing import Prices
-from ..tasks import Provider, Task, TaskStatus, new_task_id
+from ..tasks import FailureKind, Provider, Task, TaskStatus, new_task_id
 from . import credits
 
 MAX_PAGE = 100
+PAGE_LIMIT = Whole("limit", 1, MAX_PAGE)
+PAGE_OFFSET = Whole("offset", 0, 10**9)
 STALE_BATCH = 100
 
 
@@ -25,8 +33,106 @@ class TaskPage:
     total: int
 
 
+@frozen
+class Failure:
+    """Why a task ends without a result: words for people, a kind for programs."""
+
+    reason: str
+    kind: FailureKind = FailureKind.ERROR
+
+
 def task_reference(task_id: str) -> str:
     return f"task:{task_id}"
+
+
+def draft_task(
+    clock: Clock,
+    prices: Prices,
+    *,
+    account_id: int,
+    provider: Provider,
+    action: str,
+    prompt: str = "",
+    params: Mapping[str, Any] | None = None,
+    parent_task_id: str | None = None,
+    trigger_id: str | None = None,
+) -> Task:
+    """A job priced and named, not yet accepted."""
+    return Task(
+        task_id=new_task_id(),
+        account_id=account_id,
+        provider=provider,
+        action=action,
+        prompt=prompt,
+        cost=prices.of(action),
+        created_at=clock(),
+        params=params or {},
+        parent_task_id=parent_task_id,
+        trigger_id=trigger_id,
+    )
+
+
+async def open_in(uow: UnitOfWork, task: Task) -> None:
+    """Accept a job: debit its price and record it, in the caller's transaction.
+
+    Raises :class:`~mjcore.errors.InsufficientCredits` (nothing written) when the
+    balance is below the price.
+    """
+    reference = task_reference(task.task_id)
+    await credits.debit(uow, task.account_id, task.cost, reference, task.created_at)
+    await uow.tasks.add(task)
+
+
+async def locked(uow: UnitOfWork, task_id: str) -> Task:
+    task = await uow.tasks.get(task_id, for_update=True)
+    if task is None:
+        raise TaskNotFound(f"no task {task_id}")
+    return task
+
+
+async def move_in(
+    uow: UnitOfWork, current: Task, to: TaskStatus, now: datetime, **changes: Any
+) -> Task:
+    """Move a task forward (not to ``FAILURE``: :func:`end_in` refunds that)."""
+    if to is TaskStatus.FAILURE:
+        raise InvalidTransition("failures end through end_in, so the refund cannot be missed")
+    task = current.advance(to, now, **changes)
+    if not await uow.tasks.save(task, expected=current.status):
+        raise InvalidTransition(f"task {current.task_id} changed concurrently")
+    return task
+
+
+async def end_in(
+    uow: UnitOfWork,
+    current: Task,
+    now: datetime,
+    failure: Failure | None = None,
+    **changes: Any,
+) -> Task:
+    """End a task: ``SUCCESS`` with ``changes``, or ``FAILURE`` refunded exactly once.
+
+    The caller has checked that ``current`` has not ended (and holds its row lock).
+    """
+    if failure is None:
+        return await move_in(uow, current, TaskStatus.SUCCESS, now, **changes)
+    result = dict(current.result) | {"failure": failure.kind.value}
+    task = current.advance(TaskStatus.FAILURE, now, fail_reason=failure.reason, result=result)
+    if not await uow.tasks.save(task, expected=current.status):
+        raise InvalidTransition(f"task {current.task_id} changed concurrently")
+    if await refund_once(uow, task, now):
+        task = evolve(task, refunded=True)
+    return task
+
+
+async def refund_once(uow: UnitOfWork, task: Task, now: datetime) -> bool:
+    """Refund the task's cost unless it already was; True for the one call that did."""
+    if task.cost <= 0 or not await uow.tasks.mark_refunded(task.task_id):
+        return False
+    await credits.refund(uow, task.account_id, task.cost, task_reference(task.task_id), now)
+    return True
+
+
+# -- the same steps, each in its own unit of work -------------------------------------------
 
 
 async def reserve_task(
@@ -42,44 +148,22 @@ async def reserve_task(
     parent_task_id: str | None = None,
     trigger_id: str | None = None,
 ) -> Task:
-    """Accept a job: debit its price and record the task in one transaction.
-
-    Raises :class:`~mjcore.errors.InsufficientCredits` (nothing written) when the
-    balance is below the price.
-    """
-    now = clock()
-    task = Task(
-        task_id=new_task_id(),
+    """Accept a job: debit its price and record the task in one transaction."""
+    task = draft_task(
+        clock,
+        prices,
         account_id=account_id,
         provider=provider,
         action=action,
         prompt=prompt,
-        cost=prices.of(action),
-        created_at=now,
-        params=params or {},
+        params=params,
         parent_task_id=parent_task_id,
         trigger_id=trigger_id,
     )
     async with store.unit_of_work() as uow:
-        await credits.debit(uow, account_id, task.cost, task_reference(task.task_id), now)
-        await uow.tasks.add(task)
+        await open_in(uow, task)
         await uow.commit()
     return task
-
-
-async def _locked(uow: UnitOfWork, task_id: str) -> Task:
-    task = await uow.tasks.get(task_id, for_update=True)
-    if task is None:
-        raise TaskNotFound(f"no task {task_id}")
-    return task
-
-
-async def refund_once(uow: UnitOfWork, task: Task, now: datetime) -> bool:
-    """Refund the task's cost unless it already was; True for the one call that did."""
-    if task.cost <= 0 or not await uow.tasks.mark_refunded(task.task_id):
-        return False
-    await credits.refund(uow, task.account_id, task.cost, task_reference(task.task_id), now)
-    return True
 
 
 async def advance_task(
@@ -90,39 +174,33 @@ async def advance_task(
     Raises :class:`InvalidTransition` if the task already ended or would move back.
     Use :func:`fail_task` for failures, so the refund cannot be forgotten.
     """
-    if to is TaskStatus.FAILURE:
-        raise InvalidTransition("use fail_task for failures")
     async with store.unit_of_work() as uow:
-        current = await _locked(uow, task_id)
-        task = current.advance(to, clock(), **changes)
-        if not await uow.tasks.save(task, expected=current.status):
-            raise InvalidTransition(f"task {task_id} changed concurrently")
+        task = await move_in(uow, await locked(uow, task_id), to, clock(), **changes)
         await uow.commit()
     return task
 
 
-async def fail_task(store: Store, clock: Clock, task_id: str, reason: str) -> Task:
+async def fail_task(
+    store: Store, clock: Clock, task_id: str, reason: str, kind: FailureKind = FailureKind.ERROR
+) -> Task:
     """End a task without result and refund its cost, exactly once.
 
     Failing a task that already ended changes nothing and returns it as it is, so a
     duplicated or late failure event is harmless.
     """
     async with store.unit_of_work() as uow:
-        current = await _locked(uow, task_id)
+        current = await locked(uow, task_id)
         if current.status.terminal:
             return current
-        task = current.advance(TaskStatus.FAILURE, clock(), fail_reason=reason)
-        if not await uow.tasks.save(task, expected=current.status):
-            raise InvalidTransition(f"task {task_id} changed concurrently")
-        await refund_once(uow, task, clock())
+        task = await end_in(uow, current, clock(), Failure(reason, kind))
         await uow.commit()
-    return await get_task(store, task_id)
+    return task
 
 
 async def refund_task(store: Store, clock: Clock, task_id: str) -> bool:
     """Refund a task's reservation if it was not refunded yet; True if this call did."""
     async with store.unit_of_work() as uow:
-        task = await _locked(uow, task_id)
+        task = await locked(uow, task_id)
         refunded = await refund_once(uow, task, clock())
         await uow.commit()
     return refunded
@@ -137,13 +215,6 @@ async def get_task(store: Store, task_id: str, *, account_id: int | None = None)
     return task
 
 
-def check_page(limit: int, offset: int = 0) -> None:
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidAmount(f"limit must be from 1 to {MAX_PAGE}")
-    if offset < 0:
-        raise InvalidAmount("offset must be 0 or more")
-
-
 async def list_tasks(
     store: Store,
     account_id: int | None,
@@ -153,7 +224,8 @@ async def list_tasks(
     offset: int = 0,
 ) -> TaskPage:
     """One account's tasks (all accounts' with ``None``), newest first, and their total."""
-    check_page(limit, offset)
+    PAGE_LIMIT.check(limit)
+    PAGE_OFFSET.check(offset)
     query = TaskQuery(account_id, status, limit, offset)
     async with store.unit_of_work(readonly=True) as uow:
         tasks = await uow.tasks.query(query)
@@ -161,16 +233,44 @@ async def list_tasks(
     return TaskPage(tuple(tasks), total)
 
 
-async def fail_stale(
-    store: Store, clock: Clock, provider: Provider, older_than_s: float, reason: str
-) -> int:
-    """Fail and refund ``provider``'s tasks started more than ``older_than_s`` ago.
+@frozen
+class Deadlines:
+    """When a running task is given up: ``idle_s`` after its last event, or ``max_s`` after
+    it started, whichever comes first."""
 
-    What a crash left behind (a debit whose job never ended) is settled this way.
-    """
-    cutoff = clock() - timedelta(seconds=older_than_s)
+    idle_s: float
+    max_s: float
+
+    def overdue(self, task: Task, now: datetime) -> Failure | None:
+        """Why ``task`` is overdue at ``now``, or None."""
+        started = task.started_at or task.created_at
+        if now - started > timedelta(seconds=self.max_s):
+            return Failure(f"timed out: not done {self.max_s:g} s after it started", _TIMEOUT)
+        if now - (task.last_event_at or started) > timedelta(seconds=self.idle_s):
+            return Failure(f"timed out: no word from the provider for {self.idle_s:g} s", _TIMEOUT)
+        return None
+
+
+_TIMEOUT = FailureKind.TIMEOUT
+
+
+async def overdue_tasks(
+    store: Store, clock: Clock, provider: Provider, deadlines: Deadlines
+) -> list[tuple[Task, Failure]]:
+    """Running tasks of ``provider`` past a deadline, with why (a batch at a time)."""
+    now = clock()
+    idle_cutoff = now - timedelta(seconds=deadlines.idle_s)
+    max_cutoff = now - timedelta(seconds=deadlines.max_s)
     async with store.unit_of_work(readonly=True) as uow:
-        stale = await uow.tasks.unfinished_started_before(provider, cutoff, STALE_BATCH)
-    for task in stale:
-        await fail_task(store, clock, task.task_id, reason)
-    return len(stale)
+        found = await uow.tasks.stale(provider, idle_cutoff, max_cutoff, STALE_BATCH)
+    return [
+        (task, failure) for task in found if (failure := deadlines.overdue(task, now)) is not None
+    ]
+
+
+async def fail_stale(store: Store, clock: Clock, provider: Provider, deadlines: Deadlines) -> int:
+    """Fail and refund ``provider``'s overdue tasks (what a crash left behind, too)."""
+    overdue = await overdue_tasks(store, clock, provider, deadlines)
+    for task, failure in overdue:
+        await fail_task(store, clock, task.task_id, failure.reason, failure.kind)
+    return len(overdue)
