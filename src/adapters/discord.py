@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from typing import Any
@@ -32,7 +33,9 @@ class DiscordConfig:
     describe_id: str
     describe_version: str
     session_id: str
-    retries: int = 2
+    retries: int = 2  # after a connection error, when nothing reached Discord
+    max_rate_wait_s: float = 10.0  # the longest Retry-After we wait out; longer is a refusal
+    rate_limit_retries: int = 3
 
 
 BUTTONS = {
@@ -60,6 +63,22 @@ def custom_id(task: Task) -> str:
         direction=p.get("direction"),
         zoomout=p.get("zoomout"),
     )
+
+
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+"""Errors raised before a byte of the request left: safe to try again."""
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Seconds a 429 asks us to wait: the body's precise ``retry_after``, else the header."""
+    try:
+        value = float(response.json()["retry_after"])
+    except (ValueError, LookupError, TypeError):
+        try:
+            value = float(response.headers.get("retry-after", ""))
+        except ValueError:
+            return None
+    return value if 0 <= value < 3600 else None
 
 
 def nonce() -> str:
@@ -171,28 +190,41 @@ class DiscordMidjourney:
     async def _send(
         self, method: str, url: str, *, auth: bool = True, **kwargs: Any
     ) -> httpx.Response:
-        """One request; network errors are retried ``retries`` times, HTTP errors are not."""
+        """One request, sent at most once as far as Discord could have seen it.
+
+        A connection that never opened is retried ``retries`` times; a 429 is waited out
+        (``Retry-After``, bounded) and sent again, since Discord did not act on it. Anything
+        that may have reached Discord (a read timeout, a dropped connection after the body
+        went out) is not sent again: a second interaction would be a second job.
+        """
         c = self.config
         if not (c.user_token and c.guild_id and c.channel_id):
-            raise ProviderUnavailable(
-                "Discord is not configured (MJCORE_DISCORD_USER_TOKEN, _GUILD_ID, _CHANNEL_ID)"
-            )
+            raise ProviderUnavailable("Discord is not configured")
         headers = dict(kwargs.pop("headers", {}))
         if auth:
             headers["Authorization"] = c.user_token
-        for attempt in range(c.retries + 1):
+        failures = rate_limited = 0
+        while True:
             try:
                 response = await self.client.request(method, url, headers=headers, **kwargs)
-            except httpx.TransportError as exc:
-                if attempt == c.retries:
-                    tries = c.retries + 1
+            except _NEVER_SENT as exc:
+                failures += 1
+                if failures > c.retries:
                     raise ProviderUnavailable(
-                        f"Discord did not answer after {tries} attempts: {type(exc).__name__}"
+                        f"Discord did not answer after {failures} attempts: {type(exc).__name__}"
                     ) from exc
                 continue
+            except httpx.TransportError as exc:
+                raise ProviderUnavailable(
+                    f"no answer from Discord ({type(exc).__name__}); not sent again, since"
+                    " Discord may have received it"
+                ) from exc
+            if response.status_code == 429 and rate_limited < c.rate_limit_retries:
+                wait = retry_after(response)
+                if wait is not None and wait <= c.max_rate_wait_s:
+                    rate_limited += 1
+                    await asyncio.sleep(wait)
+                    continue
             if response.is_success:
                 return response
-            raise ProviderRejected(
-                f"Discord refused the request: HTTP {response.status_code} {response.text[:200]}"
-            )
-        raise AssertionError("unreachable")
+            raise ProviderRejected(f"Discord refused the request: HTTP {response.status_code}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from typing import Any
 
 import httpx
@@ -16,7 +17,8 @@ from .images import sniff
 
 ACCEPT = {"png": "image/png", "jpeg": "image/jpeg"}
 MODERATED = ("Request Moderated", "Content Moderated")
-FAILED = ("Error", "Failed", "Task not found")
+NOT_FOUND = "Task not found"
+FAILED = ("Error", "Failed", NOT_FOUND)
 REQUEST_ID_HEADERS = ("x-request-id", "request-id", "fireworks-request-id")
 
 
@@ -27,6 +29,9 @@ class FireworksConfig:
     model: str
     timeout_s: float
     poll_interval_s: float = 0.5
+    # a job just submitted may not be visible to get_result yet: "Task not found" within
+    # this many seconds of the submission means "ask again", not "failed"
+    not_found_grace_s: float = 10.0
 
     @property
     def asynchronous(self) -> bool:
@@ -109,19 +114,24 @@ class FireworksImages:
         )
         _raise_for_status(submitted)
         request_id = _field(submitted, "request_id")
+        grace_until = time.monotonic() + self.config.not_found_grace_s
         while True:
             polled = await self.client.post(
                 f"{self.config.model_url}/get_result",
                 json={"id": request_id},
                 headers=self._headers("application/json"),
             )
-            _raise_for_status(polled)
-            status = _field(polled, "status")
+            early = time.monotonic() < grace_until
+            if polled.status_code == 404 and early:
+                status = NOT_FOUND
+            else:
+                _raise_for_status(polled)
+                status = _field(polled, "status")
             if status == "Ready":
                 break
             if status in MODERATED:
                 raise ContentFiltered(f"Fireworks filtered the request ({status})")
-            if status in FAILED:
+            if status in FAILED and not (status == NOT_FOUND and early):
                 raise ProviderRejected(f"Fireworks could not make the image ({status})")
             await asyncio.sleep(self.config.poll_interval_s)
         result = polled.json().get("result") or {}

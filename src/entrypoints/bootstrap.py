@@ -193,7 +193,7 @@ async def bootstrap_app(
             settings.mj_timeout_s,
             settings.mj_max_duration_s,
         ),
-        banned_words=settings.banned_words,
+        banned_words=settings.banned,
     )
     return AppServices(
         core=core,

@@ -12,6 +12,7 @@ from attrs import field, frozen
 
 from mjcore.errors import InvalidAmount
 from mjcore.limits import parse_whole
+from mjcore.moderation import default_banned_words
 from mjcore.pricing import DEFAULT_PRICE, Prices
 
 PREFIX = "MJCORE_"
@@ -67,13 +68,20 @@ class Settings:
     mj_queue_size: int = 10
     mj_timeout_s: int = 300
     mj_max_duration_s: int = 3600
-    banned_words: tuple[str, ...] = ()
+    banned_words: tuple[str, ...] = ()  # added to the shipped list
+    banned_words_default: bool = True  # the shipped list (mjcore/banned_words.txt)
     fireworks_api_key: str | None = field(default=None, repr=False)
     fireworks_base_url: str = "https://api.fireworks.ai/inference/v1"
     fireworks_model: str = "flux-1-schnell-fp8"
     fireworks_timeout_s: float = 120.0
     prices: Prices = field(factory=Prices)
     log_level: str = "INFO"
+
+    @property
+    def banned(self) -> tuple[str, ...]:
+        """Every banned word or phrase in force."""
+        shipped = default_banned_words() if self.banned_words_default else ()
+        return shipped + self.banned_words
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -107,6 +115,7 @@ class Settings:
             "mj_timeout_s": reader.get("MJ_TIMEOUT_S", _int_between(1, 7 * 24 * 3600)),
             "mj_max_duration_s": reader.get("MJ_MAX_DURATION_S", _int_between(1, 7 * 24 * 3600)),
             "banned_words": reader.get("BANNED_WORDS", _word_list),
+            "banned_words_default": reader.get("BANNED_WORDS_DEFAULT", _flag),
             "fireworks_api_key": reader.get("FIREWORKS_API_KEY", _text),
             "fireworks_base_url": reader.get("FIREWORKS_BASE_URL", _http_url),
             "fireworks_model": reader.get("FIREWORKS_MODEL", _text),
@@ -146,6 +155,13 @@ def _is_secret(name: str) -> bool:
 
 def _text(raw: str) -> str:
     return raw
+
+
+def _flag(raw: str) -> bool:
+    value = raw.lower()
+    if value not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+        raise ValueError("must be 1 or 0 (true/false, yes/no, on/off)")
+    return value in ("1", "true", "yes", "on")
 
 
 def _secret(raw: str) -> str:

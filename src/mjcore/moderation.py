@@ -4,23 +4,51 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
+from importlib import resources
 
 from .errors import BannedPrompt
 
 
-def _words(text: str) -> list[str]:
-    return re.findall(r"\w+", text.lower())
+@lru_cache(maxsize=1)
+def default_banned_words() -> tuple[str, ...]:
+    """The shipped list (``banned_words.txt``: its header says where it comes from)."""
+    text = resources.files(__package__).joinpath("banned_words.txt").read_text("utf-8")
+    return tuple(
+        line.strip().lower() for line in text.splitlines() if line.strip() and line[0] != "#"
+    )
+
+
+def _pattern(phrase: str) -> str:
+    """A phrase as a regex: its words in order, anything but letters between them; a
+    leading ``-`` only matches the end of a hyphenated word (``-backed``: "open-backed")."""
+    words = re.findall(r"\w+", phrase.lower())
+    if not words:
+        return ""
+    body = r"\W+".join(re.escape(w) for w in words)
+    start = r"(?<=\w)-" if phrase.lstrip().startswith("-") else r"\b"
+    return f"{start}{body}\\b"
+
+
+@lru_cache(maxsize=8)
+def _matcher(banned: tuple[str, ...]) -> tuple[re.Pattern[str], dict[str, str]] | None:
+    patterns = {phrase: _pattern(phrase) for phrase in banned}
+    patterns = {phrase: p for phrase, p in patterns.items() if p}
+    if not patterns:
+        return None
+    groups = {f"b{i}": phrase for i, phrase in enumerate(patterns)}
+    alternatives = "|".join(f"(?P<b{i}>{p})" for i, p in enumerate(patterns.values()))
+    return re.compile(alternatives, re.IGNORECASE), groups
 
 
 def find_banned(prompt: str, banned: Iterable[str]) -> str | None:
     """The first banned word or phrase that occurs in ``prompt`` as whole words, if any."""
-    words = _words(prompt)
-    joined = f" {' '.join(words)} "
-    for phrase in banned:
-        wanted = _words(phrase)
-        if wanted and f" {' '.join(wanted)} " in joined:
-            return phrase
-    return None
+    compiled = _matcher(tuple(banned))
+    if compiled is None:
+        return None
+    regex, groups = compiled
+    found = regex.search(prompt)
+    return None if found is None or found.lastgroup is None else groups[found.lastgroup]
 
 
 def check_prompt(prompt: str, banned: Iterable[str]) -> None:

@@ -91,11 +91,68 @@ async def test_a_retry_that_gets_through_succeeds() -> None:
         nonlocal attempts
         attempts += 1
         if attempts == 1:
-            raise httpx.ReadTimeout("slow", request=request)
+            raise httpx.ConnectTimeout("no connection", request=request)
         return httpx.Response(204)
 
     await _provider(httpx.MockTransport(handler)).submit(_task(MjAction.IMAGINE))
     assert attempts == 2
+
+
+@pytest.mark.parametrize(
+    "error", [httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.WriteError, httpx.ReadError]
+)
+async def test_a_request_that_may_have_reached_discord_is_never_sent_again(
+    error: type[httpx.TransportError],
+) -> None:
+    attempts = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal attempts
+        attempts += 1
+        raise error("sent, then nothing", request=request)
+
+    with pytest.raises(ProviderUnavailable, match="not sent again"):
+        await _provider(httpx.MockTransport(handler)).submit(_task(MjAction.IMAGINE))
+    assert attempts == 1
+
+
+def _rate_limited(retry_after: float) -> httpx.Response:
+    return httpx.Response(
+        429,
+        headers={"Retry-After": str(round(retry_after)), "X-RateLimit-Scope": "user"},
+        json={
+            "message": "You are being rate limited.",
+            "retry_after": retry_after,
+            "global": False,
+        },
+    )
+
+
+async def test_a_429_is_waited_out_then_sent_once_more(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    attempts = 0
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal attempts
+        attempts += 1
+        return _rate_limited(1.0) if attempts == 1 else httpx.Response(204)
+
+    monkeypatch.setattr("adapters.discord.asyncio.sleep", sleep)
+    await _provider(httpx.MockTransport(handler)).submit(_task(MjAction.IMAGINE))
+    assert (attempts, slept) == (2, [1.0])
+
+
+async def test_a_429_asking_too_long_a_wait_is_a_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def sleep(seconds: float) -> None:
+        raise AssertionError("no waiting expected")
+
+    monkeypatch.setattr("adapters.discord.asyncio.sleep", sleep)
+    transport = httpx.MockTransport(lambda request: _rate_limited(64.57))
+    with pytest.raises(ProviderRejected, match="HTTP 429"):
+        await _provider(transport).submit(_task(MjAction.IMAGINE))
 
 
 async def test_an_http_error_is_not_retried() -> None:

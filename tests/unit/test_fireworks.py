@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import attrs
 import httpx
 import pytest
 
@@ -15,7 +16,9 @@ from mjcore.ports import ImageRequest
 from ..fakes.images import JPEG, png
 
 SYNC = FireworksConfig("key", "https://fw.test/inference/v1", "flux-1-schnell-fp8", 5.0)
-KONTEXT = FireworksConfig("key", "https://fw.test/inference/v1", "flux-kontext-pro", 5.0, 0.0)
+KONTEXT = FireworksConfig(
+    "key", "https://fw.test/inference/v1", "flux-kontext-pro", 5.0, 0.0, not_found_grace_s=0.0
+)
 ASK = ImageRequest("a cat", "1:1", "png", 7)
 
 
@@ -125,6 +128,8 @@ async def test_kontext_submits_polls_and_downloads_the_sample() -> None:
     ],
 )
 async def test_kontext_terminal_statuses(status: str, error: type) -> None:
+    """After the grace period, that is: see the next test."""
+
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/get_result"):
             return httpx.Response(200, json={"id": "j", "status": status})
@@ -132,3 +137,41 @@ async def test_kontext_terminal_statuses(status: str, error: type) -> None:
 
     with pytest.raises(error):
         await _images(handler, KONTEXT).generate(ASK)
+
+
+async def test_a_job_not_found_just_after_submission_is_polled_again() -> None:
+    answers = [
+        httpx.Response(404, json={"error": "Task not found"}),
+        httpx.Response(200, json={"id": "j", "status": "Task not found"}),
+        httpx.Response(200, json={"id": "j", "status": "Pending"}),
+        httpx.Response(
+            200, json={"id": "j", "status": "Ready", "result": {"sample": "https://s.test/j.png"}}
+        ),
+    ]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/get_result"):
+            return answers.pop(0)
+        if request.url.host == "s.test":
+            return httpx.Response(200, content=png())
+        return httpx.Response(200, json={"request_id": "j"})
+
+    config = attrs.evolve(KONTEXT, not_found_grace_s=5.0)
+    image = await _images(handler, config).generate(ASK)
+    assert image.request_id == "j" and answers == []
+
+
+async def test_a_job_still_not_found_after_the_grace_period_fails() -> None:
+    polls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal polls
+        if request.url.path.endswith("/get_result"):
+            polls += 1
+            return httpx.Response(200, json={"id": "j", "status": "Task not found"})
+        return httpx.Response(200, json={"request_id": "j"})
+
+    config = attrs.evolve(KONTEXT, poll_interval_s=0.01, not_found_grace_s=0.1)
+    with pytest.raises(ProviderRejected, match="Task not found"):
+        await _images(handler, config).generate(ASK)
+    assert 3 <= polls <= 20

@@ -21,7 +21,7 @@ from mjcore.midjourney import (
     progress_of,
     route,
 )
-from mjcore.moderation import check_prompt, find_banned
+from mjcore.moderation import check_prompt, default_banned_words, find_banned
 from mjcore.tasks import Provider, Task, TaskStatus
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -122,3 +122,13 @@ def test_banned_words_match_whole_words_and_phrases_in_any_case() -> None:
     assert find_banned("gorgeous big noses", banned) is None
     with pytest.raises(BannedPrompt):
         check_prompt("gore", banned)
+
+
+def test_the_shipped_list_bans_by_default_and_spares_ordinary_prompts() -> None:
+    shipped = default_banned_words()
+    assert len(shipped) > 150 and all(w == w.lower() for w in shipped)
+    assert find_banned("a NUDE statue", shipped) == "nude"
+    assert find_banned("an open-backed dress", shipped) == "-backed"
+    assert find_banned("a see-through veil", shipped) == "see through"
+    for fine in ("Peter Pan flying over London", "a bloodhound", "a backed chair"):
+        assert find_banned(fine, shipped) is None, fine

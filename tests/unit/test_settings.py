@@ -36,6 +36,15 @@ def test_values_are_read_from_the_prefixed_names() -> None:
     assert settings.fireworks_timeout_s == 2.5
 
 
+def test_the_shipped_banned_list_is_on_unless_turned_off() -> None:
+    shipped = Settings.from_env({"MJCORE_BANNED_WORDS": "gore"})
+    off = Settings.from_env({"MJCORE_BANNED_WORDS": "gore", "MJCORE_BANNED_WORDS_DEFAULT": "0"})
+    assert "nude" in shipped.banned and shipped.banned[-1] == "gore"
+    assert off.banned == ("gore",)
+    with pytest.raises(SettingsError, match="MJCORE_BANNED_WORDS_DEFAULT"):
+        Settings.from_env({"MJCORE_BANNED_WORDS_DEFAULT": "maybe"})
+
+
 def test_yokonsan_names_are_fallbacks_only() -> None:
     env = {"USER_TOKEN": "tok", "GUILD_ID": "1", "CHANNEL_ID": "2", "DRAW_VERSION": "3"}
     env |= {"CONCUR_SIZE": "4", "WAIT_SIZE": "5"}
