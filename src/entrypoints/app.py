@@ -25,6 +25,7 @@ from .bootstrap import AppServices, bootstrap_app
 from .http import Doc, Operation, app_services
 from .image_api import image_routes
 from .image_schema import Error
+from .listener import run_listener
 from .openapi import openapi_document
 from .schema import Schema
 from .settings import Settings
@@ -112,13 +113,16 @@ def create_app(settings: Settings, *, services: AppServices | None = None) -> St
         own = services is None
         running = services if services is not None else await bootstrap_app(settings)
         app.state.services = running
-        sweeper = asyncio.create_task(_sweep_forever(running, settings.mj_sweep_interval_s))
+        background = [asyncio.create_task(_sweep_forever(running, settings.mj_sweep_interval_s))]
+        if settings.discord_bot_token and settings.discord_channel_id:
+            background.append(asyncio.create_task(run_listener(running)))
         try:
             yield
         finally:
-            sweeper.cancel()
-            with suppress(asyncio.CancelledError):
-                await sweeper
+            for task in background:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
             if own:
                 await running.aclose()
 

@@ -225,6 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=_whole(1), default=8086)
     serve.add_argument("--workers", type=_whole(1), default=1)
+    leaf(
+        commands,
+        "listen",
+        None,
+        "run the Discord listener alone (MJCORE_DISCORD_BOT_TOKEN); one per channel holds"
+        " the lease, others stand by",
+    )
 
     users = commands.add_parser("users", help="manage accounts (the seed's manage_users verbs)")
     verbs = users.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -298,6 +305,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env(os.environ)
     except SettingsError as exc:
         return _fail(str(exc), as_json)
+    if args.handler is None and args.command == "listen":
+        from .server import listen
+
+        return listen(settings)
     if args.handler is None:
         from .server import serve
 

@@ -22,6 +22,7 @@ FALLBACKS = {
     "DISCORD_USER_TOKEN": "USER_TOKEN",
     "DISCORD_GUILD_ID": "GUILD_ID",
     "DISCORD_CHANNEL_ID": "CHANNEL_ID",
+    "DISCORD_BOT_TOKEN": "BOT_TOKEN",
     "MJ_IMAGINE_VERSION": "DRAW_VERSION",
     "MJ_CONCURRENCY": "CONCUR_SIZE",
     "MJ_QUEUE_SIZE": "WAIT_SIZE",
@@ -54,6 +55,10 @@ class Settings:
     max_upload_bytes: int = 10 * 1024 * 1024
     discord_api_url: str = "https://discord.com/api/v9"
     discord_user_token: str | None = field(default=None, repr=False)
+    discord_bot_token: str | None = field(default=None, repr=False)  # our listener's
+    discord_gateway_url: str = "wss://gateway.discord.gg/"
+    listener_lease_s: float = 20.0
+    listener_deleted_grace_s: float = 5.0
     discord_guild_id: str | None = None
     discord_channel_id: str | None = None
     mj_application_id: str = "936929561302675456"
@@ -100,6 +105,10 @@ class Settings:
             "max_upload_bytes": reader.get("MAX_UPLOAD_BYTES", _int_between(1, 1 << 30)),
             "discord_api_url": reader.get("DISCORD_API_URL", _http_url),
             "discord_user_token": reader.get("DISCORD_USER_TOKEN", _text),
+            "discord_bot_token": reader.get("DISCORD_BOT_TOKEN", _text),
+            "discord_gateway_url": reader.get("DISCORD_GATEWAY_URL", _ws_url),
+            "listener_lease_s": reader.get("LISTENER_LEASE_S", _seconds),
+            "listener_deleted_grace_s": reader.get("LISTENER_DELETED_GRACE_S", _seconds),
             "discord_guild_id": reader.get("DISCORD_GUILD_ID", _snowflake),
             "discord_channel_id": reader.get("DISCORD_CHANNEL_ID", _snowflake),
             "mj_application_id": reader.get("MJ_APPLICATION_ID", _snowflake),
@@ -201,6 +210,13 @@ def _http_url(raw: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("must be an http:// or https:// URL")
     return raw.rstrip("/")
+
+
+def _ws_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("ws", "wss") or not parts.netloc:
+        raise ValueError("must be a ws:// or wss:// URL")
+    return raw
 
 
 def _store_url(raw: str) -> str:

@@ -12,7 +12,7 @@ from typing import Literal
 from attrs import define, field
 
 from mjcore import midjourney as mj
-from mjcore.midjourney import Attachment, EventType, ListenerEvent, MjAction
+from mjcore.midjourney import Attachment, Embed, EventType, ListenerEvent, MjAction
 from mjcore.services.midjourney import ParentRef, QueueStatus
 from mjcore.services.tasks import PAGE_LIMIT, PAGE_OFFSET
 from mjcore.tasks import FailureKind, Provider, Task, TaskStatus
@@ -137,9 +137,10 @@ class EventIn(Open):
             content=self.content,
             trigger_id=self.trigger_id,
             attachments=tuple(Attachment(a.url, a.filename) for a in self.attachments[:10]),
-            embed_titles=tuple(e.title for e in self.embeds if e.title),
-            embed_descriptions=tuple(e.description for e in self.embeds if e.description),
-            embed_image_urls=tuple(e.image.url for e in self.embeds if e.image),
+            embeds=tuple(
+                Embed(e.title, e.description, image_url=e.image.url if e.image else None)
+                for e in self.embeds[:10]
+            ),
         )
 
 

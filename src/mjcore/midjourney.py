@@ -98,18 +98,35 @@ def discord_prompt(prompt: str, picurl: str | None, trigger_id: str) -> str:
 
 
 class EventType(enum.StrEnum):
-    START = "start"
-    GENERATING = "generating"
-    END = "end"
-    ERROR = "error"
-    BANNED = "banned"
-    TEXT = "text"
+    """What a Midjourney message says about a job (yokonsan's six, and ours)."""
+
+    START = "start"  # "(Waiting to start)"
+    GENERATING = "generating"  # "(31%)", or any later edit
+    END = "end"  # the result, with its image
+    ERROR = "error"  # "(Stopped)", an error embed, "Action needed"
+    BANNED = "banned"  # Midjourney refused the prompt
+    TEXT = "text"  # a /describe answer
+    QUEUED = "queued"  # "Job queued": Midjourney will start it later
+    FILTERED = "filtered"  # "Request cancelled due to output filters"
+    DELETED = "deleted"  # the job's message vanished before a result (moderation)
 
 
 @frozen
 class Attachment:
     url: str
     filename: str
+
+
+@frozen
+class Embed:
+    title: str = ""
+    description: str = ""
+    footer: str = ""
+    image_url: str | None = None
+
+    @property
+    def text(self) -> str:
+        return f"{self.title}\n{self.description}\n{self.footer}"
 
 
 @frozen
@@ -121,24 +138,34 @@ class ListenerEvent:
     content: str
     trigger_id: str | None
     attachments: tuple[Attachment, ...] = ()
-    embed_titles: tuple[str, ...] = ()
-    embed_descriptions: tuple[str, ...] = ()
-    embed_image_urls: tuple[str, ...] = ()
+    embeds: tuple[Embed, ...] = ()
+    reference_id: str | None = None  # the message this one replies to
 
     @property
     def trigger(self) -> str | None:
-        """The trigger id: as sent, else our ``<#id#>`` marker in the prompt, else (describe)
-        the image's name."""
+        """The trigger id: as sent, else our ``<#id#>`` marker in the prompt (or in an
+        embed, which quotes it), else (describe) the uploaded image's name."""
         if self.trigger_id:
             return self.trigger_id
-        found = _TRIGGER.search(split_message(self.content)[0] or self.content)
-        if found:
-            return found.group(1)
-        for url in self.embed_image_urls:
+        prompt = split_message(self.content)[0]
+        for text in (prompt or self.content, *(e.text for e in self.embeds)):
+            found = _TRIGGER.search(text)
+            if found:
+                return found.group(1)
+        for embed in self.embeds:
+            url = embed.image_url or ""
             stem = url.split("?", 1)[0].rsplit("/", 1)[-1].split(".", 1)[0]
             if stem.isdigit():
                 return stem
         return None
+
+    @property
+    def reason(self) -> str:
+        """Midjourney's own words on what went wrong (embed title and text, or wording)."""
+        for embed in self.embeds:
+            if embed.title or embed.description:
+                return f"{embed.title}: {embed.description}".strip(": ")[:300]
+        return wording(self.content).strip()[:300]
 
 
 def split_message(content: str) -> tuple[str, str]:
@@ -150,11 +177,12 @@ def split_message(content: str) -> tuple[str, str]:
     ("Image #1 of a series", "(50%)", "Zoom Out of a city") stays inside it and is never
     read as Midjourney's wording.
     """
-    start = content.find("**")
-    end = content.rfind("**")
+    line, newline, rest = content.partition("\n")  # prompts are one line; notes may follow
+    start = line.find("**")
+    end = line.rfind("**")
     if start == end:  # no bold prompt: the message is all wording
         return "", content
-    return content[start + 2 : end], content[:start] + " " + content[end + 2 :]
+    return line[start + 2 : end], f"{line[:start]} {line[end + 2 :]}{newline}{rest}"
 
 
 def wording(content: str) -> str:
@@ -235,3 +263,61 @@ def route(candidates: Sequence[Task], event: ListenerEvent) -> Task | None:
         return None  # e.g. an "Image #2" nobody here asked for
     unclaimed = [t for t in ordered if "progress_msg_id" not in t.result]
     return next(iter(unclaimed or ordered), None)
+
+
+# Embed titles Midjourney uses, lower-cased, by what they mean for the job.
+_EMBED_EVENTS = (
+    ("banned prompt", EventType.BANNED),
+    ("output filter", EventType.FILTERED),
+    ("job queued", EventType.QUEUED),
+)
+_EMBED_ERRORS = (
+    "invalid",  # Invalid parameter / prompt / link
+    "error",
+    "denied",
+    "action needed",  # the CAPTCHA / appeal prompt
+    "action required",
+    "queue full",
+    "pending mod",
+    "blocked",
+    "subscription",
+    "credits exhausted",
+    "plan cancelled",
+    "sorry",  # Sorry! Could not complete the job
+    "duplicate images",
+)
+ERROR_COLOR = 0xFF0000
+
+
+def classify(
+    content: str,
+    embeds: Sequence[Embed] = (),
+    attachments: Sequence[Attachment] = (),
+    *,
+    edited: bool = False,
+    color: int | None = None,
+) -> EventType | None:
+    """What a message of the Midjourney bot says, read from its wording and embeds only.
+
+    ``edited`` is an update of an earlier message (progress edits). None: nothing a job
+    needs to know (a notice we do not act on).
+    """
+    for embed in embeds:
+        title = embed.title.lower()
+        if embed.image_url and describe_prompts([embed.description]):
+            return EventType.TEXT
+        for words, kind in _EMBED_EVENTS:
+            if words in title:
+                return kind
+        if color == ERROR_COLOR or any(words in title for words in _EMBED_ERRORS):
+            return EventType.ERROR
+    said = wording(content)
+    if "(Stopped)" in said:
+        return EventType.ERROR
+    if "(Waiting to start)" in said:
+        return EventType.START
+    if progress_of(content) is not None:
+        return EventType.GENERATING
+    if attachments and not edited:
+        return EventType.END
+    return EventType.GENERATING if edited and content else None

@@ -341,11 +341,12 @@ class MidjourneyService:
 
     async def handle(self, event: ListenerEvent) -> Handled:
         """Apply one listener delivery. Duplicates and late events change nothing."""
-        trigger = event.trigger
-        if trigger is None:
-            return Handled.IGNORED
         async with self.store.unit_of_work(readonly=True) as uow:
-            tasks = list(await uow.tasks.by_trigger(trigger))
+            trigger = event.trigger
+            if trigger is None and event.reference_id:  # a reply to a result we know
+                replied = await uow.tasks.by_msg_id(event.reference_id)
+                trigger = next((t.trigger_id for t in replied if t.provider is MJ), None)
+            tasks = list(await uow.tasks.by_trigger(trigger)) if trigger else []
         if not tasks:
             return Handled.IGNORED
         describing = event.type is EventType.TEXT
@@ -355,7 +356,11 @@ class MidjourneyService:
             for t in tasks
             if t.status in running and (t.action == MjAction.DESCRIBE) == describing
         ]
-        task = route(open_tasks, event)
+        if event.type is EventType.DELETED:  # only the job whose very message it was
+            owner = [t for t in tasks if t.result.get("progress_msg_id") == event.message_id]
+            task = next((t for t in owner if t in open_tasks), None)
+        else:
+            task = route(open_tasks, event)
         if task is None:
             return Handled.UNCHANGED
         try:
@@ -365,6 +370,15 @@ class MidjourneyService:
 
     async def _apply(self, task: Task, event: ListenerEvent) -> Handled:
         progress_ref = {"progress_msg_id": task.result.get("progress_msg_id", event.message_id)}
+        if event.type is EventType.QUEUED:  # still alive, not started: the timer restarts
+            await lifecycle.advance_task(
+                self.store,
+                self.clock,
+                task.task_id,
+                task.status,
+                result=dict(task.result) | {"queued_at_midjourney": True},
+            )
+            return Handled.UPDATED
         if event.type in (EventType.START, EventType.GENERATING):
             progress = max(task.progress, progress_of(event.content) or 0)
             await lifecycle.advance_task(
@@ -389,20 +403,32 @@ class MidjourneyService:
                 result=dict(task.result) | {"discord_image_url": first.url},
             )
         elif event.type is EventType.TEXT:
+            image = next((e.image_url for e in event.embeds if e.image_url), None)
+            prompts = describe_prompts([e.description for e in event.embeds])
             ending = await self._finish(
                 task.task_id,
                 msg_id=event.message_id,
-                image_url=event.embed_image_urls[0] if event.embed_image_urls else None,
-                result=dict(task.result) | {"prompts": describe_prompts(event.embed_descriptions)},
+                image_url=image,
+                result=dict(task.result) | {"prompts": prompts},
             )
-        elif event.type is EventType.BANNED:
-            failure = Failure("Midjourney refused the prompt (banned)", FailureKind.BANNED)
-            ending = await self._finish(task.task_id, failure)
         else:
-            failure = Failure(f"Midjourney stopped the job: {event.content[:300]}")
-            ending = await self._finish(task.task_id, failure)
+            ending = await self._finish(task.task_id, _failure(event))
         await self._run(ending.promoted)
         return Handled.UPDATED if ending.changed else Handled.UNCHANGED
+
+
+def _failure(event: ListenerEvent) -> Failure:
+    """Why an event ended a job (Midjourney's words stay in the reason)."""
+    match event.type:
+        case EventType.BANNED:
+            return Failure("Midjourney refused the prompt (banned)", FailureKind.BANNED)
+        case EventType.DELETED:
+            return Failure(
+                "Midjourney removed the job before it finished (moderation)", FailureKind.BANNED
+            )
+        case EventType.FILTERED:
+            return Failure("Midjourney filtered the result", FailureKind.FILTERED)
+    return Failure(f"Midjourney stopped the job: {event.reason}")
 
 
 async def _fresh_trigger(uow: UnitOfWork) -> str:
