@@ -10,6 +10,7 @@ from attrs import evolve
 from mjcore.errors import BannedPrompt
 from mjcore.midjourney import (
     Attachment,
+    Embed,
     EventType,
     ListenerEvent,
     MjAction,
@@ -66,7 +67,11 @@ def test_the_trigger_comes_from_the_event_the_content_or_the_describe_image() ->
     sent = ListenerEvent(EventType.END, "1", "**<#555#>x**", "777")
     in_text = ListenerEvent(EventType.END, "1", "**<#555#>x**", None)
     image = ListenerEvent(
-        EventType.TEXT, "1", "", None, embed_image_urls=("https://cdn/x/9231228408.png?ex=1",)
+        EventType.TEXT,
+        "1",
+        "",
+        None,
+        embeds=(Embed(image_url="https://cdn/x/9231228408.png?ex=1"),),
     )
     assert (sent.trigger, in_text.trigger, image.trigger) == ("777", "555", "9231228408")
 
