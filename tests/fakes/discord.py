@@ -2,31 +2,54 @@
 
 It records every interaction and serves uploads and CDN images, so tests can check
 exactly what mjcore sent and feed back what the listener bot would have reported.
+
+It is also Discord for a bot: the read routes discord.py calls with a bot token, a
+websocket gateway (:mod:`.gateway`) and, when enabled, a scripted Midjourney bot
+(:mod:`.midjourney_bot`) that answers interactions with messages in the channel.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
+import struct
 import threading
+import time
 import uuid
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
+from .gateway import Gateway, Payload, on_loop, snowflake, timestamp
 from .images import png
 from .loopback import LoopbackServer
+from .midjourney_bot import MIDJOURNEY_ID, MidjourneyBot
 
 TOKEN = "fake-user-token"
 GUILD = "1100000000000000001"
 CHANNEL = "1100000000000000002"
+USER_ID = "1100000000000000010"
+USERNAME = "gaosh"
+BOT_ID = "1100000000000000020"
+BOT_TOKEN = "MTEwMDAwMDAwMDAwMDAwMDAyMA.GfAkEd.fake-bot-token-for-loopback-tests"
+"""The listener's bot token, as discord.py takes it (no ``Bot`` prefix)."""
+
+UNAUTHORIZED = {"message": "401: Unauthorized", "code": 0}
 
 
 class FakeDiscord:
-    """State shared between the server thread and the test."""
+    """State shared between the server thread and the test.
 
-    def __init__(self) -> None:
+    With no arguments it only records what mjcore sends. ``midjourney=True`` turns on the
+    scripted Midjourney bot (same as ``fake.bot.enable()``).
+    """
+
+    def __init__(self, *, midjourney: bool = False, heartbeat_interval_ms: int = 41250) -> None:
         self.lock = threading.Lock()
         self.interactions: list[dict[str, Any]] = []
         self.bad_auth = 0
@@ -34,12 +57,41 @@ class FakeDiscord:
         self.messages: list[dict[str, Any]] = []
         self.interaction_status = 204
         self.cdn_image = png(16, 16)
+        self.interaction_attempts = 0
+        """Every authorised POST to /interactions, refused with 429 or not."""
+        self.rate_limited = 0
+        self.hung = 0
+        self.bad_bot_auth = 0
+        self.api_calls: list[str] = []
+        """``"GET /api/v9/users/@me"``... for every call to the bot-side routes."""
+        self.unhandled: list[str] = []
+        """Requests no route serves (answered 404 or 405 with Discord's error body)."""
+        self._rate_limit_next = 0
+        self._retry_after = 1.0
+        self._hang_next = 0
+        self._closed = asyncio.Event()
+        self._channel: dict[str, Payload] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.gateway = Gateway(
+            token=BOT_TOKEN,
+            ready=self._ready,
+            guild_create=self._guild_create,
+            heartbeat_interval_ms=heartbeat_interval_ms,
+        )
+        self.bot = MidjourneyBot(self)
+        if midjourney:
+            self.bot.enable()
         self.server = LoopbackServer(self.app())
         self.url = self.server.url
 
     @property
     def api_url(self) -> str:
         return f"{self.url}/api/v9"
+
+    @property
+    def ws_url(self) -> str:
+        """The gateway, as ``GET /gateway`` names it (discord.py adds ``?v=&encoding=``)."""
+        return f"{self.url.replace('http://', 'ws://', 1)}/gateway"
 
     def env(self) -> dict[str, str]:
         """Settings that point mjcore at this fake."""
@@ -48,6 +100,14 @@ class FakeDiscord:
             "MJCORE_DISCORD_USER_TOKEN": TOKEN,
             "MJCORE_DISCORD_GUILD_ID": GUILD,
             "MJCORE_DISCORD_CHANNEL_ID": CHANNEL,
+        }
+
+    def listener_env(self) -> dict[str, str]:
+        """:meth:`env` plus what mjcore's own listener needs (kept apart: it starts one)."""
+        return self.env() | {
+            "MJCORE_DISCORD_BOT_TOKEN": BOT_TOKEN,
+            "MJCORE_DISCORD_GATEWAY_URL": self.ws_url,
+            "MJCORE_MJ_APPLICATION_ID": MIDJOURNEY_ID,
         }
 
     def sent(self) -> list[dict[str, Any]]:
@@ -67,6 +127,100 @@ class FakeDiscord:
     def cdn(self, name: str) -> str:
         return f"{self.url}/attachments/{CHANNEL}/{name}"
 
+    # -- knobs ---------------------------------------------------------------------------
+
+    def rate_limit_next(self, count: int = 1, *, retry_after: float = 1.0) -> None:
+        """Answer the next ``count`` interactions 429, as Discord does, without recording them."""
+        with self.lock:
+            self._rate_limit_next = count
+            self._retry_after = retry_after
+
+    def hang_next(self, count: int = 1) -> None:
+        """Record and act on the next ``count`` interactions, then never answer them."""
+        with self.lock:
+            self._hang_next = count
+
+    # -- the channel, as Discord keeps it ------------------------------------------------
+
+    def history(self) -> list[Payload]:
+        """The channel's messages, oldest first, as they stand now."""
+        with self.lock:
+            return [dict(m) for m in self._channel.values()]
+
+    def get_message(self, message_id: str) -> Payload | None:
+        with self.lock:
+            found = self._channel.get(message_id)
+            return dict(found) if found is not None else None
+
+    def post_message(self, author: Payload, **fields: Any) -> Payload:
+        """Create a message in the channel and dispatch MESSAGE_CREATE."""
+        message = {
+            "id": snowflake(),
+            "type": 0,
+            "channel_id": CHANNEL,
+            "guild_id": GUILD,
+            "author": author,
+            "content": "",
+            "embeds": [],
+            "attachments": [],
+            "components": [],
+            "mentions": [],
+            "mention_roles": [],
+            "mention_everyone": False,
+            "pinned": False,
+            "tts": False,
+            "flags": 0,
+            "timestamp": timestamp(),
+            "edited_timestamp": None,
+            **fields,
+        }
+        with self.lock:
+            self._channel[message["id"]] = message
+        self.gateway.dispatch("MESSAGE_CREATE", _with_member(message))
+        return dict(message)
+
+    def edit_message(self, message_id: str, **changes: Any) -> Payload:
+        """Change a message and dispatch MESSAGE_UPDATE with the whole message, as v10 does."""
+        with self.lock:
+            message = self._channel[message_id]
+            message.update(changes, edited_timestamp=timestamp())
+            current = dict(message)
+        self.gateway.dispatch("MESSAGE_UPDATE", _with_member(current))
+        return current
+
+    def delete_message(self, message_id: str) -> None:
+        with self.lock:
+            del self._channel[message_id]
+        self.gateway.dispatch(
+            "MESSAGE_DELETE", {"id": message_id, "channel_id": CHANNEL, "guild_id": GUILD}
+        )
+
+    def attachment(
+        self, filename: str, *, content_type: str = "image/png", ephemeral: bool = False
+    ) -> Payload:
+        """An attachment object whose URL this fake's CDN serves (signed-URL query and all)."""
+        attachment_id = snowflake()
+        kind = "ephemeral-attachments" if ephemeral else "attachments"
+        path = f"{kind}/{CHANNEL}/{attachment_id}/{filename}"
+        signed = f"?ex={int(time.time()) + 86400:x}&is={int(time.time()):x}&hm={uuid.uuid4().hex}&"
+        width, height = _png_size(self.cdn_image)
+        return {
+            "id": attachment_id,
+            "filename": filename,
+            "size": len(self.cdn_image),
+            "url": f"{self.url}/{path}{signed}",
+            "proxy_url": f"{self.url.replace('127.0.0.1', 'localhost')}/{path}{signed}",
+            "width": width,
+            "height": height,
+            "content_type": content_type,
+        }
+
+    def user(self) -> Payload:
+        """The account behind the user token: the one pressing Midjourney's buttons."""
+        return _user(USER_ID, USERNAME)
+
+    # -- HTTP ----------------------------------------------------------------------------
+
     def _authorised(self, request: Request) -> bool:
         if request.headers.get("authorization") == TOKEN:
             return True
@@ -74,17 +228,188 @@ class FakeDiscord:
             self.bad_auth += 1
         return False
 
+    def _caller(self, request: Request) -> str | None:
+        """``"bot"`` or ``"user"`` for a valid token on the read routes, else None."""
+        header = request.headers.get("authorization")
+        with self.lock:
+            self.api_calls.append(f"{request.method} {request.url.path}")
+            if header == f"Bot {BOT_TOKEN}":
+                return "bot"
+            if header == TOKEN:
+                return "user"
+            self.bad_bot_auth += 1
+        return None
+
+    async def _until_gone(self, request: Request) -> None:
+        """Hold a request until its client hangs up or this fake stops."""
+        gone = asyncio.ensure_future(request.receive())
+        closed = asyncio.ensure_future(self._closed.wait())
+        await asyncio.wait({gone, closed}, return_when=asyncio.FIRST_COMPLETED)
+        gone.cancel()
+        closed.cancel()
+
+    def _ready(self) -> Payload:
+        return {
+            "user": _bot_user(),
+            "guilds": [{"id": GUILD, "unavailable": True}],
+            "application": {"id": BOT_ID, "flags": 1 << 19},
+            "private_channels": [],
+            "relationships": [],
+            "presences": [],
+            "guild_join_requests": [],
+            "geo_ordered_rtc_regions": ["us-east"],
+            "user_settings": {},
+            "auth": {},
+            "_trace": ['["gateway-prd-fake",{"micros":0}]'],
+        }
+
+    def _guild_create(self) -> Payload:
+        joined = timestamp()
+        return {
+            "id": GUILD,
+            "name": "mjcore fake guild",
+            "icon": None,
+            "banner": None,
+            "splash": None,
+            "discovery_splash": None,
+            "description": None,
+            "owner_id": USER_ID,
+            "application_id": None,
+            "unavailable": False,
+            "large": False,
+            "lazy": True,
+            "member_count": 3,
+            "joined_at": joined,
+            "features": [],
+            "premium_tier": 0,
+            "premium_subscription_count": 0,
+            "preferred_locale": "en-US",
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "mfa_level": 0,
+            "nsfw_level": 0,
+            "afk_channel_id": None,
+            "afk_timeout": 300,
+            "system_channel_id": None,
+            "system_channel_flags": 0,
+            "rules_channel_id": None,
+            "public_updates_channel_id": None,
+            "safety_alerts_channel_id": None,
+            "vanity_url_code": None,
+            "max_members": 500000,
+            "max_video_channel_users": 25,
+            "roles": [
+                {
+                    "id": GUILD,
+                    "name": "@everyone",
+                    "permissions": "2248473465835073",
+                    "position": 0,
+                    "color": 0,
+                    "hoist": False,
+                    "managed": False,
+                    "mentionable": False,
+                    "flags": 0,
+                    "icon": None,
+                    "unicode_emoji": None,
+                }
+            ],
+            "channels": [self._channel_object()],
+            "threads": [],
+            "members": [
+                {
+                    "user": _bot_user(),
+                    "roles": [],
+                    "joined_at": joined,
+                    "nick": None,
+                    "avatar": None,
+                    "premium_since": None,
+                    "deaf": False,
+                    "mute": False,
+                    "pending": False,
+                    "flags": 0,
+                    "communication_disabled_until": None,
+                }
+            ],
+            "voice_states": [],
+            "presences": [],
+            "emojis": [],
+            "stickers": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
+        }
+
+    def _channel_object(self) -> Payload:
+        with self.lock:
+            last = next(reversed(self._channel), None)
+        return {
+            "id": CHANNEL,
+            "type": 0,
+            "guild_id": GUILD,
+            "name": "midjourney",
+            "position": 0,
+            "flags": 0,
+            "parent_id": None,
+            "topic": None,
+            "nsfw": False,
+            "rate_limit_per_user": 0,
+            "permission_overwrites": [],
+            "last_message_id": last,
+        }
+
+    def _page(self, request: Request) -> list[Payload] | str:
+        """``GET /channels/{id}/messages``: up to ``limit`` messages, newest first."""
+        query = request.query_params
+        try:
+            limit = int(query.get("limit", "50"))
+            before, after, around = (int(query[k]) if k in query else None for k in _ANCHORS)
+        except ValueError:
+            return "Value is not snowflake."
+        if not 1 <= limit <= 100:
+            return "Must be between 1 and 100."
+        with self.lock:
+            oldest_first = [dict(m) for m in self._channel.values()]
+        if after is not None:
+            page = [m for m in oldest_first if int(m["id"]) > after][:limit]
+        elif before is not None:
+            page = [m for m in oldest_first if int(m["id"]) < before][-limit:]
+        elif around is not None:
+            older = [m for m in oldest_first if int(m["id"]) < around][-(limit // 2) :]
+            newer = [m for m in oldest_first if int(m["id"]) >= around][: limit - len(older)]
+            page = older + newer
+        else:
+            page = oldest_first[-limit:]
+        return page[::-1]
+
     def app(self) -> Starlette:
         async def interactions(request: Request) -> Response:
             if not self._authorised(request):
                 return JSONResponse({"message": "401: Unauthorized", "code": 0}, status_code=401)
             body = await request.json()
+            hang = False
             with self.lock:
+                self.interaction_attempts += 1
+                if self._rate_limit_next > 0:
+                    self._rate_limit_next -= 1
+                    self.rate_limited += 1
+                    return _too_many_requests(self._retry_after)
                 self.interactions.append(body)
                 status = self.interaction_status
-            if status == 204:
-                return Response(status_code=204)
-            return JSONResponse({"message": "Invalid Form Body", "code": 50035}, status_code=status)
+                if status == 204 and self._hang_next > 0:
+                    self._hang_next -= 1
+                    self.hung += 1
+                    hang = True
+            if status != 204:
+                return JSONResponse(
+                    {"message": "Invalid Form Body", "code": 50035}, status_code=status
+                )
+            refusal = self.bot.on_interaction(body)
+            if refusal is not None:
+                return JSONResponse(refusal[1], status_code=refusal[0])
+            if hang:
+                await self._until_gone(request)
+            return Response(status_code=204)
 
         async def attachments(request: Request) -> Response:
             if not self._authorised(request):
@@ -131,22 +456,171 @@ class FakeDiscord:
         async def cdn(request: Request) -> Response:
             return Response(self.cdn_image, media_type="image/png")
 
+        async def me(request: Request) -> Response:
+            caller = self._caller(request)
+            if caller is None:
+                return JSONResponse(UNAUTHORIZED, status_code=401)
+            return JSONResponse(_bot_user() if caller == "bot" else self.user())
+
+        async def application(request: Request) -> Response:
+            if self._caller(request) != "bot":
+                return JSONResponse(UNAUTHORIZED, status_code=401)
+            return JSONResponse(_application(self.user()))
+
+        async def gateway(request: Request) -> Response:
+            return JSONResponse({"url": self.ws_url})
+
+        async def gateway_bot(request: Request) -> Response:
+            if self._caller(request) != "bot":
+                return JSONResponse(UNAUTHORIZED, status_code=401)
+            limit = {"total": 1000, "remaining": 999, "reset_after": 14400000, "max_concurrency": 1}
+            return JSONResponse({"url": self.ws_url, "shards": 1, "session_start_limit": limit})
+
+        async def channel(request: Request) -> Response:
+            if self._caller(request) is None:
+                return JSONResponse(UNAUTHORIZED, status_code=401)
+            if request.path_params["cid"] != CHANNEL:
+                return JSONResponse(_UNKNOWN_CHANNEL, status_code=404)
+            return JSONResponse(self._channel_object())
+
+        async def history(request: Request) -> Response:
+            if self._caller(request) is None:
+                return JSONResponse(UNAUTHORIZED, status_code=401)
+            if request.path_params["cid"] != CHANNEL:
+                return JSONResponse(_UNKNOWN_CHANNEL, status_code=404)
+            page = self._page(request)
+            if isinstance(page, str):
+                invalid = {"message": "Invalid Form Body", "code": 50035, "errors": page}
+                return JSONResponse(invalid, status_code=400)
+            return JSONResponse(page)
+
+        async def one_message(request: Request) -> Response:
+            if self._caller(request) is None:
+                return JSONResponse(UNAUTHORIZED, status_code=401)
+            found = self.get_message(request.path_params["mid"])
+            if request.path_params["cid"] != CHANNEL or found is None:
+                return JSONResponse({"message": "Unknown Message", "code": 10008}, 404)
+            return JSONResponse(found)
+
+        async def unhandled(request: Request, exc: Exception) -> Response:
+            status = exc.status_code if isinstance(exc, HTTPException) else 500
+            with self.lock:
+                self.unhandled.append(f"{request.method} {request.url.path}")
+            return JSONResponse({"message": _DISCORD_ERRORS[status], "code": 0}, status)
+
+        async def loop(request: Request) -> Response:
+            self.loop = self.gateway.loop = asyncio.get_running_loop()
+            return Response(status_code=204)
+
+        api = "/api/v9"
         return Starlette(
+            exception_handlers={404: unhandled, 405: unhandled},
             routes=[
-                Route("/api/v9/interactions", interactions, methods=["POST"]),
-                Route("/api/v9/channels/{cid}/attachments", attachments, methods=["POST"]),
-                Route("/api/v9/channels/{cid}/messages", messages, methods=["POST"]),
+                Route(f"{api}/interactions", interactions, methods=["POST"]),
+                Route(f"{api}/channels/{{cid}}/attachments", attachments, methods=["POST"]),
+                Route(f"{api}/channels/{{cid}}/messages", messages, methods=["POST"]),
+                Route(f"{api}/channels/{{cid}}/messages", history, methods=["GET"]),
+                Route(f"{api}/channels/{{cid}}/messages/{{mid}}", one_message, methods=["GET"]),
+                Route(f"{api}/channels/{{cid}}", channel, methods=["GET"]),
+                Route(f"{api}/users/@me", me, methods=["GET"]),
+                Route(f"{api}/oauth2/applications/@me", application, methods=["GET"]),
+                Route(f"{api}/gateway", gateway, methods=["GET"]),
+                Route(f"{api}/gateway/bot", gateway_bot, methods=["GET"]),
                 Route("/bucket/{path:path}", bucket, methods=["PUT"]),
                 Route("/attachments/{cid}/{name}", cdn, methods=["GET"]),
-            ]
+                Route("/attachments/{cid}/{aid}/{name}", cdn, methods=["GET"]),
+                Route("/ephemeral-attachments/{cid}/{aid}/{name}", cdn, methods=["GET"]),
+                Route("/_fake/loop", loop, methods=["GET"]),
+                WebSocketRoute("/gateway", self.gateway),
+                WebSocketRoute("/gateway/resume", self.gateway),
+            ],
         )
 
     def __enter__(self) -> FakeDiscord:
         self.server.__enter__()
+        # learn the server's event loop, so knobs called from the test thread can hop onto it
+        httpx.get(f"{self.url}/_fake/loop").raise_for_status()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        on_loop(self.loop, self._closed.set)
+        self.gateway.close()
         self.server.__exit__(*exc)
+
+
+_ANCHORS = ("before", "after", "around")
+_DISCORD_ERRORS = {404: "404: Not Found", 405: "405: Method Not Allowed"}
+_UNKNOWN_CHANNEL = {"message": "Unknown Channel", "code": 10003}
+
+
+def _user(user_id: str, name: str, **extra: Any) -> Payload:
+    return {
+        "id": user_id,
+        "username": name,
+        "global_name": None,
+        "discriminator": "0",
+        "avatar": None,
+        "avatar_decoration_data": None,
+        "public_flags": 0,
+        **extra,
+    }
+
+
+def _bot_user() -> Payload:
+    return _user(
+        BOT_ID, "mjcore-listener", bot=True, verified=True, mfa_enabled=False, flags=0, email=None
+    )
+
+
+def _application(owner: Payload) -> Payload:
+    return {
+        "id": BOT_ID,
+        "name": "mjcore-listener",
+        "icon": None,
+        "description": "",
+        "summary": "",
+        "bot_public": False,
+        "bot_require_code_grant": False,
+        "verify_key": "0" * 64,
+        "flags": 1 << 19,
+        "owner": owner,
+        "team": None,
+        "bot": _bot_user(),
+        "interactions_endpoint_url": None,
+        "redirect_uris": [],
+        "tags": [],
+        "approximate_guild_count": 1,
+    }
+
+
+def _with_member(message: Payload) -> Payload:
+    """Gateway message events carry the author's guild member; webhook messages do not."""
+    if "webhook_id" in message:
+        return message
+    member = {"roles": [], "joined_at": message["timestamp"], "deaf": False, "mute": False}
+    return {**message, "member": {**member, "flags": 0, "pending": False, "nick": None}}
+
+
+def _too_many_requests(retry_after: float) -> JSONResponse:
+    headers = {
+        "Retry-After": str(max(1, math.ceil(retry_after))),
+        "X-RateLimit-Limit": "5",
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset": f"{time.time() + retry_after:.3f}",
+        "X-RateLimit-Reset-After": f"{retry_after:.3f}",
+        "X-RateLimit-Bucket": "a06de0de63f33ea0c5c1f1d6f5b7d8b2",
+        "X-RateLimit-Scope": "user",
+        "Via": "1.1 google",
+    }
+    body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": False}
+    return JSONResponse(body, status_code=429, headers=headers)
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        width, height = struct.unpack(">II", data[16:24])
+        return int(width), int(height)
+    return 1024, 1024
 
 
 def grid_filename(trigger_id: str, msg_hash: str) -> str:
