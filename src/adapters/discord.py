@@ -10,7 +10,12 @@ from typing import Any
 import httpx
 from attrs import define, frozen
 
-from mjcore.errors import InvalidInput, ProviderRejected, ProviderUnavailable
+from mjcore.errors import (
+    InvalidInput,
+    ProviderRejected,
+    ProviderUnavailable,
+    SubmissionUncertain,
+)
 from mjcore.midjourney import MjAction, discord_prompt
 from mjcore.ports import Upload
 from mjcore.tasks import Task
@@ -215,7 +220,7 @@ class DiscordMidjourney:
                     ) from exc
                 continue
             except httpx.TransportError as exc:
-                raise ProviderUnavailable(
+                raise SubmissionUncertain(
                     f"no answer from Discord ({type(exc).__name__}); not sent again, since"
                     " Discord may have received it"
                 ) from exc

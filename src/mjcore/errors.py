@@ -112,6 +112,11 @@ class ProviderUnavailable(ProviderError):
     """The provider could not be reached (network error after retries) or is not configured."""
 
 
+class SubmissionUncertain(ProviderError):
+    """The request may have reached the provider, which did not answer: it is not sent
+    again (that could run the job twice). The job is left to finish, or to time out."""
+
+
 class ProviderTimeout(ProviderError):
     """The provider did not answer within the configured time."""
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from adapters.discord import DiscordConfig, DiscordMidjourney
-from mjcore.errors import ProviderRejected, ProviderUnavailable
+from mjcore.errors import ProviderRejected, ProviderUnavailable, SubmissionUncertain
 from mjcore.midjourney import MjAction
 from mjcore.tasks import Provider, Task
 
@@ -111,7 +111,7 @@ async def test_a_request_that_may_have_reached_discord_is_never_sent_again(
         attempts += 1
         raise error("sent, then nothing", request=request)
 
-    with pytest.raises(ProviderUnavailable, match="not sent again"):
+    with pytest.raises(SubmissionUncertain, match="not sent again"):
         await _provider(httpx.MockTransport(handler)).submit(_task(MjAction.IMAGINE))
     assert attempts == 1
 

@@ -9,6 +9,7 @@ one consistent queue, and an admission costs two statements however long the que
 from __future__ import annotations
 
 import enum
+import logging
 import re
 from datetime import datetime
 from typing import Any
@@ -16,7 +17,14 @@ from typing import Any
 from attrs import define, evolve, frozen
 
 from ..clock import Clock
-from ..errors import InvalidInput, InvalidTransition, ProviderError, QueueFull, TaskNotFound
+from ..errors import (
+    InvalidInput,
+    InvalidTransition,
+    ProviderError,
+    QueueFull,
+    SubmissionUncertain,
+    TaskNotFound,
+)
 from ..midjourney import (
     EventType,
     ListenerEvent,
@@ -36,6 +44,7 @@ from . import tasks as lifecycle
 from .tasks import Deadlines, Failure, TaskPage
 
 MJ = Provider.MIDJOURNEY
+log = logging.getLogger("mjcore.midjourney")
 _UPLOAD_NAME = re.compile(r"[\w-]+/(\w+)\.(?:png|jpe?g|webp|gif)")
 
 
@@ -235,6 +244,9 @@ class MidjourneyService:
             task = pending.pop(0)
             try:
                 await self.provider.submit(task)
+            except SubmissionUncertain as exc:  # maybe at Discord: its events or the timeout end it
+                log.warning("task %s: %s", task.task_id, exc)
+                outcome[task.task_id] = task
             except ProviderError as exc:
                 ending = await self._finish(task.task_id, Failure(str(exc), FailureKind.REFUSED))
                 outcome[task.task_id] = ending.task
