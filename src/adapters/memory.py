@@ -295,6 +295,10 @@ class _Leases:
         self.s.leases[name] = (holder, until)
         return True
 
+    async def holder(self, name: str, now: datetime) -> str | None:
+        current = self.s.leases.get(name)
+        return current[0] if current is not None and current[1] >= now else None
+
     async def release(self, name: str, holder: str) -> None:
         if self.s.leases.get(name, ("", _NEVER))[0] == holder:
             del self.s.leases[name]

@@ -190,6 +190,9 @@ class LeaseRepository(Protocol):
     async def release(self, name: str, holder: str) -> None:
         """Give ``name`` up if ``holder`` has it (another process may take it at once)."""
 
+    async def holder(self, name: str, now: datetime) -> str | None:
+        """Who holds ``name`` at ``now`` (None: nobody, or the lease expired)."""
+
 
 class StatsRepository(Protocol):
     async def counts(self) -> Counts: ...

@@ -19,15 +19,24 @@ async def _acquire(store: Store, clock: FakeClock, holder: str, name: str = "lis
     return held
 
 
+async def _holder(store: Store, clock: FakeClock) -> str | None:
+    async with store.unit_of_work(readonly=True) as uow:
+        return await uow.leases.holder("listener:1", clock())
+
+
 async def test_one_holder_until_it_expires_then_another(store: Store, clock: FakeClock) -> None:
+    assert await _holder(store, clock) is None
     assert await _acquire(store, clock, "a")
+    assert await _holder(store, clock) == "a"
     assert not await _acquire(store, clock, "b")
     clock.advance(seconds=15)
     assert await _acquire(store, clock, "a")  # renewed: 20 s from now
     clock.advance(seconds=15)
     assert not await _acquire(store, clock, "b")
     clock.advance(seconds=6)  # a went quiet: its lease ran out
+    assert await _holder(store, clock) is None
     assert await _acquire(store, clock, "b")
+    assert await _holder(store, clock) == "b"
     assert not await _acquire(store, clock, "a")
     assert await _acquire(store, clock, "a", name="listener:2")  # names are independent
 

@@ -522,6 +522,14 @@ class SqlLeases:
         )
         return matched == 1
 
+    async def holder(self, name: str, now: datetime) -> str | None:
+        value = await self.db.scalar(
+            "SELECT holder FROM lease WHERE name = :name AND expires_at >= :now",
+            name=name,
+            now=now,
+        )
+        return str(value) if value else None
+
     async def release(self, name: str, holder: str) -> None:
         await self.db.execute(
             "UPDATE lease SET holder = '', expires_at = :never WHERE name = :name"

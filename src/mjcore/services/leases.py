@@ -34,6 +34,10 @@ class Lease:
             await uow.commit()
         return held
 
+    async def current_holder(self) -> str | None:
+        async with self.store.unit_of_work(readonly=True) as uow:
+            return await uow.leases.holder(self.name, self.clock())
+
     async def release(self) -> None:
         """Give it up now (a clean shutdown), so a standby need not wait for the expiry."""
         async with self.store.unit_of_work() as uow:
