@@ -11,6 +11,7 @@ from mjcore.errors import (
     InvalidInput,
     ProviderRejected,
     QueueFull,
+    SubmissionUncertain,
     TaskNotFound,
 )
 from mjcore.ledger import EntryKind
@@ -444,3 +445,22 @@ async def test_the_queue_status_counts_the_callers_share(store: Store, clock: Fa
     assert (status.running, status.waiting) == ((), 2)
     assert [t.prompt for t in mine.running] == ["a"] and mine.waiting == 0
     assert (status.limits.concurrency, status.limits.queue_size) == (1, 5)
+
+
+async def test_a_submission_that_may_have_reached_discord_is_kept_not_refunded(
+    store: Store, clock: FakeClock
+) -> None:
+    mj, provider = _service(store, clock)
+    user = await _user(store, clock, 10)
+
+    async def uncertain(task: Task) -> None:
+        raise SubmissionUncertain("no answer; not sent again")
+
+    provider.submit = uncertain  # type: ignore[method-assign]
+    kept = await mj.imagine(user, "fox")
+
+    assert kept.status is TaskStatus.SUBMITTED and not kept.refunded
+    assert (await accounts.get_account_by_id(store, user)).credits == 9
+    assert await _holding(store) == 1  # Discord may be drawing it: the slot stays taken
+    await mj.handle(_end(kept, "990"))  # and if it was, the result arrives as usual
+    assert (await tasks.get_task(store, kept.task_id)).status is TaskStatus.SUCCESS

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -16,7 +17,7 @@ from mjcore.services.leases import Lease
 
 from ..e2e import credits, new_user, wait_for
 from ..fakes.discord import CHANNEL, FakeDiscord
-from ..servers import mjcore_serve
+from ..servers import MJCORE, mjcore_serve
 
 LEASE_S = 2
 
@@ -78,3 +79,45 @@ async def test_a_standby_listener_takes_over_from_a_killed_holder(tmp_path: Path
         assert done["status"] == "SUCCESS", done
         assert await credits(database_url, user) == 4
         assert fake.bot.errors == []
+
+
+async def test_mjcore_listen_runs_the_listener_beside_a_server_without_one(
+    tmp_path: Path,
+) -> None:
+    with FakeDiscord(midjourney=True, heartbeat_interval_ms=500) as fake:
+        database = {"MJCORE_DATABASE_URL": f"sqlite:///{tmp_path / 'split.db'}"}
+        with mjcore_serve(fake.env() | database, tmp_path) as server:
+            listen_env = {k: v for k, v in os.environ.items() if not k.startswith("MJCORE_")}
+            listener = subprocess.Popen(  # noqa: ASYNC220 (started once; waited on below)
+                [MJCORE, "listen"],
+                env=listen_env | fake.listener_env() | database,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                await _until_held(server.database_url)
+                user = await new_user(server.database_url, 5)
+                async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+                    answer = await client.post(
+                        "/v1/api/trigger/imagine", json={"prompt": "a fox"}, headers=user.headers
+                    )
+                    done = await wait_for(
+                        client,
+                        user,
+                        answer.json()["task_id"],
+                        lambda t: t["status"] != "SUBMITTED" and t["status"] != "IN_PROGRESS",
+                    )
+            finally:
+                listener.send_signal(signal.SIGTERM)
+                assert listener.wait(timeout=15) == 0  # a clean stop on SIGTERM
+        assert done["status"] == "SUCCESS"
+        assert await _holder(server.database_url) is None  # the lease was given up
+
+
+def test_mjcore_listen_without_a_bot_token_says_what_is_missing(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MJCORE_")}
+    result = subprocess.run(
+        [MJCORE, "listen"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 1
+    assert "MJCORE_DISCORD_BOT_TOKEN" in result.stderr

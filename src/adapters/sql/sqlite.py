@@ -132,11 +132,19 @@ class SqliteDatabase:
     async def _checkpoint_forever(self) -> None:
         # its own connection, used only from the worker thread it runs on
         raw = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+        running: asyncio.Future[sqlite3.Cursor] | None = None
         try:
             while True:
                 await asyncio.sleep(CHECKPOINT_EVERY_S)
-                await asyncio.to_thread(raw.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+                running = asyncio.ensure_future(
+                    asyncio.to_thread(raw.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+                )
+                await asyncio.shield(running)
         finally:
+            # cancelling does not stop the thread: closing under it would crash the process
+            if running is not None and not running.done():
+                with suppress(Exception):
+                    await running
             raw.close()
 
     def _open(self) -> sqlite3.Connection:
