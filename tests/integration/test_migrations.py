@@ -27,7 +27,8 @@ SEED_COLUMNS = {
     "created_at",
     "updated_at",
 }
-FRESH_DB = "mjcore_migration_test"
+# named after the test database, so runs against different databases never collide
+FRESH_DB = "mjcore_migration_" + urlsplit(MYSQL_URL or POSTGRES_URL or "/test").path.strip("/")
 
 
 def _with_database(url: str, name: str) -> str:

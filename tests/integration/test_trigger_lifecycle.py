@@ -343,6 +343,48 @@ async def test_uploads_must_be_images_of_bounded_size(
     assert missing.status_code == 400 and missing.json()["code"] == 13
 
 
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "Peter Pan flying over London",
+        "Image #1 of a series",
+        "Zoom Out of a city",
+        "Variations of a theme",
+        "Upscaled lighthouse",
+        "a kettle (Stopped)",
+        "a progress bar (50%)",
+        "a **bold** fox",
+    ],
+)
+async def test_prompts_in_midjourneys_words_finish_through_the_http_callback(
+    client: httpx.AsyncClient, served: Served, discord: FakeDiscord, prompt: str
+) -> None:
+    """yokonsan's bot reports every edit as ``generating`` and every other message as
+    ``end``; the wording around the prompt, not the prompt, says which job it is."""
+    user = await new_user(served.database_url)
+    accepted = await imagine(client, user, prompt)
+    trigger = accepted["trigger_id"]
+    head = f"**<#{trigger}#>{prompt}**"
+    start = listener_event(discord, "start", trigger, 3001, f"{head} - <@1> (Waiting to start)")
+    edit = listener_event(discord, "generating", trigger, 3001, f"{head} - <@1> (31%) (fast)")
+    end = listener_event(
+        discord, "end", trigger, 3002, f"{head} - <@1> (fast)", msg_hash=str(uuid.uuid4())
+    )
+    for event in (start, edit, end):
+        await callback(client, event)
+    grid = await wait_for(client, user, accepted["task_id"], _done)
+    u2 = await client.post(
+        f"{API}/upscale", json={"task_id": grid["task_id"], "index": 2}, headers=user.headers
+    )
+    upscaled = listener_event(
+        discord, "end", trigger, 3003, f"{head} - Image #2 <@1>", msg_hash=str(uuid.uuid4())
+    )
+    await callback(client, upscaled)
+    done = await wait_for(client, user, u2.json()["task_id"], _done)
+
+    assert (grid["status"], done["status"]) == ("SUCCESS", "SUCCESS")
+
+
 async def test_every_request_to_discord_carried_the_user_token(discord: FakeDiscord) -> None:
     # the fake counts requests whose Authorization is not TOKEN (it answers them 401)
     assert len(discord.sent()) > 20 and discord.bad_auth == 0
