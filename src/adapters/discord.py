@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from typing import Any
@@ -19,6 +20,10 @@ from mjcore.errors import (
 from mjcore.midjourney import MjAction, discord_prompt
 from mjcore.ports import Upload
 from mjcore.tasks import Task
+
+from .redact import redact
+
+log = logging.getLogger("mjcore.discord")
 
 APPLICATION_COMMAND, MESSAGE_COMPONENT = 2, 3
 OPTION_STRING, OPTION_ATTACHMENT = 3, 11
@@ -232,4 +237,11 @@ class DiscordMidjourney:
                     continue
             if response.is_success:
                 return response
+            log.warning(
+                "Discord refused %s %s: HTTP %d %s",
+                method,
+                httpx.URL(url).path,
+                response.status_code,
+                redact(response.text, c.user_token),
+            )
             raise ProviderRejected(f"Discord refused the request: HTTP {response.status_code}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from typing import Any
@@ -14,6 +15,9 @@ from mjcore.errors import ContentFiltered, ProviderRejected, ProviderTimeout, Pr
 from mjcore.ports import GeneratedImage, ImageRequest
 
 from .images import sniff
+from .redact import redact
+
+log = logging.getLogger("mjcore.fireworks")
 
 ACCEPT = {"png": "image/png", "jpeg": "image/jpeg"}
 MODERATED = ("Request Moderated", "Content Moderated")
@@ -102,7 +106,7 @@ class FireworksImages:
             json=self._body(request),
             headers=self._headers(ACCEPT[request.output_format]),
         )
-        _raise_for_status(response)
+        _raise_for_status(response, self.config.api_key)
         if response.headers.get("finish-reason", "SUCCESS").upper() == "CONTENT_FILTERED":
             raise ContentFiltered("Fireworks filtered the image (CONTENT_FILTERED)")
         return self._image(response.content, response.headers, request)
@@ -112,7 +116,7 @@ class FireworksImages:
         submitted = await self.client.post(
             self.config.model_url, json=body, headers=self._headers("application/json")
         )
-        _raise_for_status(submitted)
+        _raise_for_status(submitted, self.config.api_key)
         request_id = _field(submitted, "request_id")
         grace_until = time.monotonic() + self.config.not_found_grace_s
         while True:
@@ -125,7 +129,7 @@ class FireworksImages:
             if polled.status_code == 404 and early:
                 status = NOT_FOUND
             else:
-                _raise_for_status(polled)
+                _raise_for_status(polled, self.config.api_key)
                 status = _field(polled, "status")
             if status == "Ready":
                 break
@@ -139,7 +143,7 @@ class FireworksImages:
         if not isinstance(sample, str) or not sample.startswith(("http://", "https://")):
             raise ProviderRejected("Fireworks said Ready but gave no image URL")
         image = await self.client.get(sample)  # a signed URL: no Authorization
-        _raise_for_status(image)
+        _raise_for_status(image, self.config.api_key)
         return self._image(image.content, image.headers, request, request_id)
 
     def _image(
@@ -160,11 +164,15 @@ class FireworksImages:
         )
 
 
-def _raise_for_status(response: httpx.Response) -> None:
+def _raise_for_status(response: httpx.Response, api_key: str | None) -> None:
+    """Refuse a non-2xx answer: our words for clients, Fireworks' (redacted) for the log."""
     if not response.is_success:
-        raise ProviderRejected(
-            f"Fireworks answered HTTP {response.status_code}: {_message(response)}"
+        log.warning(
+            "Fireworks answered HTTP %d: %s",
+            response.status_code,
+            redact(_message(response), api_key),
         )
+        raise ProviderRejected(f"Fireworks answered HTTP {response.status_code}")
 
 
 def _field(response: httpx.Response, name: str) -> str:

@@ -194,6 +194,7 @@ async def bootstrap_app(
             settings.mj_max_duration_s,
         ),
         banned_words=settings.banned,
+        allowed_parameters=settings.mj_allowed_parameters,
     )
     return AppServices(
         core=core,

@@ -12,6 +12,7 @@ from attrs import field, frozen
 
 from mjcore.errors import InvalidAmount
 from mjcore.limits import parse_whole
+from mjcore.midjourney import COSTLY_PARAMETERS
 from mjcore.moderation import default_banned_words
 from mjcore.pricing import DEFAULT_PRICE, Prices
 
@@ -75,6 +76,7 @@ class Settings:
     mj_max_duration_s: int = 3600
     banned_words: tuple[str, ...] = ()  # added to the shipped list
     banned_words_default: bool = True  # the shipped list (mjcore/banned_words.txt)
+    mj_allowed_parameters: frozenset[str] = frozenset()  # costly ones: repeat, turbo
     fireworks_api_key: str | None = field(default=None, repr=False)
     fireworks_base_url: str = "https://api.fireworks.ai/inference/v1"
     fireworks_model: str = "flux-1-schnell-fp8"
@@ -125,6 +127,7 @@ class Settings:
             "mj_max_duration_s": reader.get("MJ_MAX_DURATION_S", _int_between(1, 7 * 24 * 3600)),
             "banned_words": reader.get("BANNED_WORDS", _word_list),
             "banned_words_default": reader.get("BANNED_WORDS_DEFAULT", _flag),
+            "mj_allowed_parameters": reader.get("MJ_ALLOWED_PARAMETERS", _costly),
             "fireworks_api_key": reader.get("FIREWORKS_API_KEY", _text),
             "fireworks_base_url": reader.get("FIREWORKS_BASE_URL", _http_url),
             "fireworks_model": reader.get("FIREWORKS_MODEL", _text),
@@ -231,6 +234,14 @@ def _store_url(raw: str) -> str:
     if scheme not in ("memory", "sqlite") and not urlsplit(raw).path.strip("/"):
         raise ValueError("must name a database, e.g. mysql://root@127.0.0.1:3306/test")
     return raw
+
+
+def _costly(raw: str) -> frozenset[str]:
+    names = frozenset(_word_list(raw))
+    unknown = names - set(COSTLY_PARAMETERS)
+    if unknown:
+        raise ValueError(f"must name only {', '.join(COSTLY_PARAMETERS)}")
+    return names
 
 
 def _word_list(raw: str) -> tuple[str, ...]:

@@ -43,6 +43,18 @@ EVENT_TEXT = Text("text", 8000)
 EVENT_URL = Text("url", 4096)
 
 
+COSTLY_PARAMETERS = {"repeat": ("repeat", "r"), "turbo": ("turbo",)}
+"""Midjourney parameters that multiply what a job costs the operator (``--repeat 40`` is
+forty jobs for one price), by the name a setting allows them under."""
+_PARAMETER = re.compile(r"(?:^|\s)(?:--|\u2014|\u2013)([A-Za-z]+)")  # iOS types -- as a dash
+
+
+def costly_parameters(prompt: str) -> set[str]:
+    """The names of :data:`COSTLY_PARAMETERS` the prompt uses."""
+    used = {found.group(1).lower() for found in _PARAMETER.finditer(prompt)}
+    return {name for name, spellings in COSTLY_PARAMETERS.items() if used & set(spellings)}
+
+
 def check_user_text(text: str, what: str) -> str:
     """Our trigger marker travels in the prompt: a caller's own ``<#...#>`` could send the
     results of this job to another task, so user text may not contain one."""

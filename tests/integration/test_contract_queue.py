@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from attrs import evolve
 
 from mjcore.errors import (
     InsufficientCredits,
@@ -464,3 +465,18 @@ async def test_a_submission_that_may_have_reached_discord_is_kept_not_refunded(
     assert await _holding(store) == 1  # Discord may be drawing it: the slot stays taken
     await mj.handle(_end(kept, "990"))  # and if it was, the result arrives as usual
     assert (await tasks.get_task(store, kept.task_id)).status is TaskStatus.SUCCESS
+
+
+@pytest.mark.parametrize("prompt", ["a fox --repeat 40", "a fox --r 4", "a fox --turbo"])
+async def test_parameters_that_multiply_the_cost_are_refused_and_nothing_is_charged(
+    store: Store, clock: FakeClock, prompt: str
+) -> None:
+    mj, provider = _service(store, clock)
+    user = await _user(store, clock, 10)
+    with pytest.raises(InvalidInput, match="multiplies the cost"):
+        await mj.imagine(user, prompt)
+    assert provider.submitted == []
+    assert (await accounts.get_account_by_id(store, user)).credits == 10
+
+    allowed = evolve(mj, allowed_parameters=frozenset({"repeat", "turbo"}))
+    assert (await allowed.imagine(user, prompt)).status is TaskStatus.SUBMITTED

@@ -215,3 +215,17 @@ async def test_an_upload_answer_without_slots_is_a_provider_error() -> None:
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"nope": 1}))
     with pytest.raises(ProviderRejected):
         await _provider(transport).upload("1.png", b"x", "image/png")
+
+
+async def test_discords_words_are_logged_without_the_token_and_not_shown_to_clients(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    token = "mfa.user-token-that-must-never-leak"
+    echo = {"message": f"Invalid Form Body (you sent {token})", "code": 50035}
+    transport = httpx.MockTransport(lambda request: httpx.Response(400, json=echo))
+    with pytest.raises(ProviderRejected) as refused:
+        await _provider(transport, user_token=token).submit(_task(MjAction.IMAGINE))
+
+    assert str(refused.value) == "Discord refused the request: HTTP 400"
+    logged = " ".join(r.getMessage() for r in caplog.records if r.name == "mjcore.discord")
+    assert "Invalid Form Body" in logged and token not in logged

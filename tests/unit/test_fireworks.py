@@ -66,10 +66,20 @@ async def test_faults_become_provider_errors(response: httpx.Response, error: ty
         await _images(lambda request: response).generate(ASK)
 
 
-async def test_error_messages_are_read_from_any_shape() -> None:
-    answer = httpx.Response(500, json={"error": {"message": "model overloaded"}})
-    with pytest.raises(ProviderRejected, match="HTTP 500: model overloaded"):
-        await _images(lambda request: answer).generate(ASK)
+async def test_upstream_words_go_to_the_log_redacted_and_never_to_the_client(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    key = "fw_3ZxkQ8secretSECRET9"
+    echo = f"model overloaded; you sent Authorization: Bearer {key} and api_key={key}"
+    answer = httpx.Response(500, json={"error": {"message": echo}})
+    config = attrs.evolve(SYNC, api_key=key)
+    with pytest.raises(ProviderRejected) as refused:
+        await _images(lambda request: answer, config).generate(ASK)
+
+    assert str(refused.value) == "Fireworks answered HTTP 500"  # our words, for the client
+    [record] = [r for r in caplog.records if r.name == "mjcore.fireworks"]
+    assert "model overloaded" in record.getMessage()
+    assert key not in record.getMessage() and "SECRET" not in record.getMessage()
 
 
 async def test_a_hang_past_the_timeout_is_a_timeout() -> None:

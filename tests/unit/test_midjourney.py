@@ -14,6 +14,7 @@ from mjcore.midjourney import (
     EventType,
     ListenerEvent,
     MjAction,
+    costly_parameters,
     describe_prompts,
     discord_prompt,
     hash_of,
@@ -137,3 +138,18 @@ def test_the_shipped_list_bans_by_default_and_spares_ordinary_prompts() -> None:
     assert find_banned("a see-through veil", shipped) == "see through"
     for fine in ("Peter Pan flying over London", "a bloodhound", "a backed chair"):
         assert find_banned(fine, shipped) is None, fine
+
+
+@pytest.mark.parametrize(
+    ("prompt", "costly"),
+    [
+        ("a fox --repeat 40", {"repeat"}),
+        ("a fox --r 4 --ar 16:9", {"repeat"}),
+        ("a fox --turbo", {"turbo"}),
+        ("a fox \u2014turbo", {"turbo"}),  # iOS turns -- into an em dash; Midjourney accepts it
+        ("a fox --relax --raw --v 6", set()),
+        ("repeat the turbo pattern", set()),
+    ],
+)
+def test_parameters_that_multiply_the_cost_are_found(prompt: str, costly: set[str]) -> None:
+    assert costly_parameters(prompt) == costly

@@ -30,6 +30,7 @@ from ..midjourney import (
     ListenerEvent,
     MjAction,
     check_user_text,
+    costly_parameters,
     describe_prompts,
     hash_of,
     new_trigger_id,
@@ -112,11 +113,14 @@ class MidjourneyService:
     mirror: ImageMirror
     limits: QueueLimits
     banned_words: tuple[str, ...] = ()
+    allowed_parameters: frozenset[str] = frozenset()  # of COSTLY_PARAMETERS
 
     # -- accepting jobs -------------------------------------------------------------
 
     async def imagine(self, account_id: int, prompt: str, picurl: str | None = None) -> Task:
         check_user_text(prompt, "prompt")
+        for name in sorted(costly_parameters(prompt) - self.allowed_parameters):
+            raise InvalidInput(f"--{name} multiplies the cost of a job and is not allowed here")
         check_prompt(prompt, self.banned_words)
         params = {"picurl": picurl} if picurl else {}
         return await self._start(self._draft(account_id, MjAction.IMAGINE, prompt, params))
