@@ -51,8 +51,8 @@ class LocalImageStore:
         return f"{self.public_url}/images/{name}"
 
     def _write(self, name: str, data: bytes) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        # write then rename: a reader never sees half a file
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # write then rename: a reader never sees half a file (mkstemp makes it 0600)
         fd, temp = tempfile.mkstemp(dir=self.directory, suffix=".part")
         with os.fdopen(fd, "wb") as out:
             out.write(data)

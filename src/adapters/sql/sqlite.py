@@ -18,6 +18,7 @@ automatic checkpoint on commit only remains as a backstop for a thread that fell
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -199,9 +200,17 @@ def path_from_url(url: str) -> str:
     return url[len(prefix) :]
 
 
+def _create_private(path: str) -> None:
+    """Create the database file readable by its owner only: it holds password hashes and
+    the JWT secret. SQLite gives its -wal and -shm files the same permissions."""
+    with suppress(FileExistsError):  # an existing one keeps what its operator gave it
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
 async def open_sqlite(url: str, pool_size: int) -> SqliteDatabase:
     path = path_from_url(url)
     parent = Path(path).parent
     if not parent.is_dir():
         raise ValueError(f"directory {parent} does not exist")
+    _create_private(path)
     return SqliteDatabase(path, max(1, min(pool_size, 3)))
