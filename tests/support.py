@@ -20,7 +20,15 @@ MYSQL_URL = os.environ.get("MJCORE_TEST_MYSQL_URL")
 POSTGRES_URL = os.environ.get("MJCORE_TEST_POSTGRES_URL")
 ALL_STORES = ("memory", "sqlite", "mysql", "postgres")
 # every table the migrations create, children first
-TABLES = ("task", "ledger_entry", "redemption_code", "mjcore_setting", "lease", "user_info")
+TABLES = (
+    "task",
+    "ledger_entry",
+    "redemption_code",
+    "mjcore_setting",
+    "lease",
+    "upload",
+    "user_info",
+)
 # tables whose rows are part of the schema (seeded by migrations), never emptied
 SEEDED_TABLES = ("provider_queue",)
 

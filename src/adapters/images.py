@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import logging
 import os
 import re
 import secrets
@@ -10,10 +12,12 @@ import tempfile
 from pathlib import Path
 
 import httpx
-from attrs import define
+from attrs import define, field, frozen
 
 from mjcore.ports import ImageStore, StoredImage
 
+log = logging.getLogger("mjcore.images")
+DISCORD_CDN = ("cdn.discordapp.com", "media.discordapp.net")
 EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
 CONTENT_TYPES = {ext: kind for kind, ext in EXTENSIONS.items()}
 _NAME = re.compile(r"[A-Za-z0-9_-]{32}\.(?:png|jpg|webp|gif)")
@@ -69,29 +73,107 @@ class LocalImageStore:
         return StoredImage(data, CONTENT_TYPES[path.suffix])
 
 
+@frozen
+class MirrorPolicy:
+    """Which provider images may be copied (and shown at all), and how much it may cost.
+
+    ``hosts`` are host names, reached over https only (Discord's CDN by default), or whole
+    origins such as ``http://127.0.0.1:8080``: an origin named in full is trusted as it
+    is, private address and all. A host name must resolve to public addresses only (a
+    name pointing into our own network is refused, before and after connecting).
+    """
+
+    hosts: tuple[str, ...] = DISCORD_CDN
+    max_bytes: int = 50 * 1024 * 1024
+    deadline_s: float = 30.0
+
+    def _entry(self, url: str) -> str | None:
+        """The allow-list entry ``url`` falls under, if any."""
+        try:
+            parts = httpx.URL(url)
+        except (httpx.InvalidURL, TypeError):
+            return None
+        origin = f"{parts.scheme}://{parts.host}" + (f":{parts.port}" if parts.port else "")
+        if origin in self.hosts:
+            return origin
+        if parts.scheme == "https" and parts.host in self.hosts:
+            return parts.host
+        return None
+
+    def trusted(self, url: str) -> bool:
+        return self._entry(url) is not None
+
+    def named_in_full(self, url: str) -> bool:
+        entry = self._entry(url)
+        return entry is not None and "://" in entry
+
+
+def _public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    return not (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_reserved
+        or ip.is_multicast
+        or ip.is_unspecified
+    )
+
+
 @define
 class HttpImageMirror:
-    """Downloads a provider's image and keeps a copy; gives our absolute URL for it."""
+    """Copies a provider's image into our store, within :class:`MirrorPolicy`.
+
+    Its own client (never the one that talks to Discord: a slow image must not starve
+    job submissions), no redirects, one deadline for the whole copy, and the byte cap
+    counted as the bytes arrive.
+    """
 
     client: httpx.AsyncClient
     images: ImageStore
-    max_bytes: int = 50 * 1024 * 1024
+    policy: MirrorPolicy = field(factory=MirrorPolicy)
+
+    def trusted(self, url: str) -> bool:
+        return self.policy.trusted(url)
 
     async def mirror(self, url: str) -> str | None:
-        try:
-            async with self.client.stream("GET", url) as response:
-                if not response.is_success:
-                    return None
-                chunks, size = [], 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        return None
-                    chunks.append(chunk)
-        except httpx.HTTPError:
+        if not self.policy.trusted(url):
             return None
-        data = b"".join(chunks)
-        kind = sniff(data)
-        if kind is None:
+        try:
+            async with asyncio.timeout(self.policy.deadline_s):
+                data = await self._fetch(url)
+        except (TimeoutError, httpx.HTTPError, OSError) as exc:
+            log.warning("could not copy %s: %s", httpx.URL(url).host, type(exc).__name__)
+            return None
+        kind = None if data is None else sniff(data)
+        if data is None or kind is None:
             return None
         return await self.images.save(data, kind)
+
+    async def _fetch(self, url: str) -> bytes | None:
+        checked = self.policy.named_in_full(url)
+        if not checked:
+            parts = httpx.URL(url)
+            found = await asyncio.get_running_loop().getaddrinfo(parts.host, parts.port or 443)
+            if not all(_public(str(info[4][0])) for info in found):
+                log.warning("refused to copy from %s: not a public address", parts.host)
+                return None
+        async with self.client.stream("GET", url) as response:
+            if not checked and not _public(_peer(response)):  # DNS may have changed its mind
+                return None
+            if not response.is_success:
+                return None
+            chunks, size = [], 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > self.policy.max_bytes:
+                    return None
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _peer(response: httpx.Response) -> str:
+    """The address the response came from."""
+    stream = response.extensions.get("network_stream")
+    address = stream.get_extra_info("server_addr") if stream is not None else None
+    return str(address[0]) if address else "0.0.0.0"

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import Any
 
 from attrs import define, evolve, field
 
@@ -18,7 +19,7 @@ from mjcore.accounts import Account
 from mjcore.codes import RedemptionCode
 from mjcore.errors import Conflict, UserNameTaken
 from mjcore.ledger import LedgerEntry, Tally, tally
-from mjcore.ports import Counts, NewAccount, QueueCounts, TaskQuery
+from mjcore.ports import Counts, NewAccount, QueueCounts, TaskQuery, UploadRecord
 from mjcore.tasks import MUTABLE_FIELDS, Provider, Task, TaskStatus
 
 _NEVER = datetime(1970, 1, 1, tzinfo=UTC)
@@ -34,6 +35,7 @@ class _State:
     next_account_id: int = 1
     queues: dict[Provider, QueueCounts] = field(factory=dict)
     leases: dict[str, tuple[str, datetime]] = field(factory=dict)
+    uploads: dict[str, UploadRecord] = field(factory=dict)
 
     def copy(self) -> _State:
         return _State(
@@ -45,6 +47,7 @@ class _State:
             self.next_account_id,
             dict(self.queues),
             dict(self.leases),
+            dict(self.uploads),
         )
 
 
@@ -111,17 +114,17 @@ class _Accounts:
         deleted_at: datetime | None = None,
         password_hash: str | None = None,
         app_key_digest: str | None = None,
+        token_version: int | None = None,
     ) -> None:
-        account = evolve(self.s.accounts[account_id], updated_at=now)
-        if disabled is not None:
-            account = evolve(account, disabled=disabled)
-        if deleted_at is not None:
-            account = evolve(account, deleted_at=deleted_at)
-        if password_hash is not None:
-            account = evolve(account, password_hash=password_hash)
-        if app_key_digest is not None:
-            account = evolve(account, app_key_digest=app_key_digest)
-        self.s.accounts[account_id] = account
+        given: dict[str, Any] = {
+            "disabled": disabled,
+            "deleted_at": deleted_at,
+            "password_hash": password_hash,
+            "app_key_digest": app_key_digest,
+            "token_version": token_version,
+        }
+        changes = {name: value for name, value in given.items() if value is not None}
+        self.s.accounts[account_id] = evolve(self.s.accounts[account_id], updated_at=now, **changes)
 
 
 @define
@@ -285,6 +288,19 @@ class _Settings:
 
 
 @define
+class _Uploads:
+    s: _State
+
+    async def add(self, upload: UploadRecord) -> None:
+        if upload.trigger_id in self.s.uploads:
+            raise Conflict(f"trigger id {upload.trigger_id} is taken")
+        self.s.uploads[upload.trigger_id] = upload
+
+    async def get(self, trigger_id: str) -> UploadRecord | None:
+        return self.s.uploads.get(trigger_id)
+
+
+@define
 class _Leases:
     s: _State
 
@@ -332,6 +348,7 @@ class MemoryUnitOfWork:
     queue: _Queue = field(init=False)
     settings: _Settings = field(init=False)
     leases: _Leases = field(init=False)
+    uploads: _Uploads = field(init=False)
     stats: _Stats = field(init=False)
 
     async def __aenter__(self) -> MemoryUnitOfWork:
@@ -345,6 +362,7 @@ class MemoryUnitOfWork:
         self.queue = _Queue(self._state)
         self.settings = _Settings(self._state)
         self.leases = _Leases(self._state)
+        self.uploads = _Uploads(self._state)
         self.stats = _Stats(self._state)
         return self
 

@@ -141,7 +141,7 @@ async def bootstrap_app(
 
     from adapters.discord import DiscordConfig, DiscordMidjourney
     from adapters.fireworks import FireworksConfig, FireworksImages
-    from adapters.images import HttpImageMirror, LocalImageStore
+    from adapters.images import HttpImageMirror, LocalImageStore, MirrorPolicy
     from mjcore.services.accounts import AccountService, kept_secret
     from mjcore.services.images import ImageService
     from mjcore.services.midjourney import MidjourneyService, QueueLimits
@@ -156,6 +156,15 @@ async def bootstrap_app(
     http = httpx.AsyncClient(transport=transport, timeout=settings.discord_timeout_s)
     # Fireworks may take minutes: its own client, bounded by its own timeout
     slow = httpx.AsyncClient(transport=transport, timeout=settings.fireworks_timeout_s)
+    # copies of result images: never on Discord's pool, a few at a time, one deadline each
+    copies = httpx.AsyncClient(
+        transport=transport,
+        timeout=settings.mirror_timeout_s,
+        limits=httpx.Limits(max_connections=settings.mirror_concurrency),
+    )
+    policy = MirrorPolicy(
+        settings.mirror_hosts, settings.mirror_max_bytes, settings.mirror_timeout_s
+    )
     fireworks = FireworksImages(
         slow,
         FireworksConfig(
@@ -186,7 +195,7 @@ async def bootstrap_app(
         clock=clock,
         prices=settings.prices,
         provider=discord,
-        mirror=HttpImageMirror(http, images),
+        mirror=HttpImageMirror(copies, images, policy),
         limits=QueueLimits(
             settings.mj_concurrency,
             settings.mj_queue_size,
@@ -198,7 +207,7 @@ async def bootstrap_app(
     )
     return AppServices(
         core=core,
-        clients=(http, slow),
+        clients=(http, slow, copies),
         image_store=images,
         accounts=AccountService(core.store, clock),
         midjourney=midjourney,

@@ -128,11 +128,11 @@ async def current_user(request: Request) -> Account:
         raise Unauthorized()
     services = app_services(request)
     try:
-        account_id = services.tokens.verify(token)
+        claim = services.tokens.verify(token)
     except InvalidToken:
         raise Unauthorized() from None
-    account = await services.accounts.active(account_id)
-    if account is None:
+    account = await services.accounts.active(claim.account_id)
+    if account is None or account.token_version != claim.version:  # a newer password or key
         raise Unauthorized()
     return account
 

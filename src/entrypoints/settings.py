@@ -53,6 +53,10 @@ class Settings:
     admin_password: str | None = field(default=None, repr=False)
     callback_secret: str | None = field(default=None, repr=False)
     image_dir: str = "./images"
+    mirror_hosts: tuple[str, ...] = ("cdn.discordapp.com", "media.discordapp.net")
+    mirror_max_bytes: int = 50 * 1024 * 1024
+    mirror_timeout_s: float = 30.0
+    mirror_concurrency: int = 4
     max_upload_bytes: int = 10 * 1024 * 1024
     discord_api_url: str = "https://discord.com/api/v9"
     discord_user_token: str | None = field(default=None, repr=False)
@@ -104,6 +108,10 @@ class Settings:
             "admin_password": reader.get("ADMIN_PASSWORD", _text),
             "callback_secret": reader.get("CALLBACK_SECRET", _text),
             "image_dir": reader.get("IMAGE_DIR", _text),
+            "mirror_hosts": reader.get("MIRROR_HOSTS", _hosts),
+            "mirror_max_bytes": reader.get("MIRROR_MAX_BYTES", _int_between(1, 1 << 30)),
+            "mirror_timeout_s": reader.get("MIRROR_TIMEOUT_S", _seconds),
+            "mirror_concurrency": reader.get("MIRROR_CONCURRENCY", _int_between(1, 100)),
             "max_upload_bytes": reader.get("MAX_UPLOAD_BYTES", _int_between(1, 1 << 30)),
             "discord_api_url": reader.get("DISCORD_API_URL", _http_url),
             "discord_user_token": reader.get("DISCORD_USER_TOKEN", _text),
@@ -213,6 +221,29 @@ def _http_url(raw: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("must be an http:// or https:// URL")
     return raw.rstrip("/")
+
+
+def _hosts(raw: str) -> tuple[str, ...]:
+    """Host names (https) or whole origins (``http://127.0.0.1:8080``), comma-separated."""
+    hosts = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        if "://" in item:
+            parts = urlsplit(item)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.netloc
+                or parts.path not in ("", "/")
+            ):
+                raise ValueError(
+                    "each entry must be a host name or an origin like https://host:port"
+                )
+            item = f"{parts.scheme}://{parts.netloc}".lower()
+        elif not all(c.isalnum() or c in ".-" for c in item):
+            raise ValueError("each entry must be a host name or an origin like https://host:port")
+        hosts.append(item.lower())
+    return tuple(hosts)
 
 
 def _ws_url(raw: str) -> str:

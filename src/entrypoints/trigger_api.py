@@ -188,7 +188,7 @@ async def describe(request: Request) -> Response:
 
 
 async def upload(request: Request) -> Response:
-    await caller(request)
+    account = await caller(request)
     limit = app_services(request).core.settings.max_upload_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit + 64 * 1024:
@@ -208,7 +208,8 @@ async def upload(request: Request) -> Response:
     kind = sniff(data)
     if kind is None:
         raise BadRequest("the file must be a PNG, JPEG, WebP or GIF image")
-    result = await app_services(request).midjourney.upload(data, kind, EXTENSIONS[kind])
+    mj = app_services(request).midjourney
+    result = await mj.upload(account.id, data, kind, EXTENSIONS[kind])
     return answer(
         UploadOut(
             "success", result.upload.upload_filename, result.upload.upload_url, result.trigger_id
@@ -217,9 +218,9 @@ async def upload(request: Request) -> Response:
 
 
 async def message(request: Request) -> Response:
-    await caller(request)
+    account = await caller(request)
     body = await body_as(request, CONVERTER, MessageIn)
-    picurl = await app_services(request).midjourney.send_message(body.upload_filename)
+    picurl = await app_services(request).midjourney.send_message(account.id, body.upload_filename)
     return answer(MessageOut("success", picurl))
 
 

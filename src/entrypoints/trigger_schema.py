@@ -15,7 +15,7 @@ from mjcore import midjourney as mj
 from mjcore.midjourney import Attachment, Embed, EventType, ListenerEvent, MjAction
 from mjcore.services.midjourney import ParentRef, QueueStatus
 from mjcore.services.tasks import PAGE_LIMIT, PAGE_OFFSET
-from mjcore.tasks import FailureKind, Provider, Task, TaskStatus
+from mjcore.tasks import TASK_ID, FailureKind, Provider, Task, TaskStatus
 
 from .schema import BadRequest, Open, Snowflake, make_converter, rule
 
@@ -36,7 +36,7 @@ class GridIn(Open):
     """Which finished grid or image to act on: ``{task_id}``, or yokonsan's
     ``{msg_id, msg_hash, trigger_id}`` (niehao sends the grid's task id as ``trigger_id``)."""
 
-    task_id: str | None = rule(mj.TASK_ID, None)
+    task_id: str | None = rule(TASK_ID, None)
     msg_id: Snowflake | None = None
     msg_hash: str | None = rule(mj.MSG_HASH, None)
     trigger_id: str | None = rule(mj.TRIGGER_ID, None)

@@ -39,6 +39,7 @@ class Account:
     password_hash: str | None = None
     disabled: bool = False
     deleted_at: datetime | None = None
+    token_version: int = 0  # a JWT is good only for the version it was issued under
 
     @property
     def credits(self) -> int:

@@ -67,6 +67,13 @@ class Text:
     hint: str | None = None  # what a malformed value should look like, for the message
     error: type[InvalidInput] = InvalidInput
 
+    def allows(self, value: object) -> bool:
+        try:
+            self.check(value)
+        except InvalidInput:
+            return False
+        return True
+
     def check(self, value: object) -> str:
         """``value`` if it keeps the rule, else :attr:`error` naming the rule."""
         if not isinstance(value, str):

@@ -27,7 +27,6 @@ _DESCRIBE_LINE = re.compile(r"^\s*(?:\d\ufe0f\u20e3|\d[.)])\s*(.+?)\s*$")
 # What callers may hand in (the edges attach these rules to their request classes).
 PROMPT = Text("prompt", 6000, nonblank=True)
 PICURL = Text("picurl", 2048, pattern=r"https?://[^\s<>]+", hint="one http(s) URL")
-TASK_ID = Text("task_id", 64, 1, pattern=r"[0-9A-Za-z_-]+", hint="a task id")
 TRIGGER_ID = Text("trigger_id", 64, 1, pattern=r"[0-9A-Za-z_-]+", hint="a trigger or task id")
 MSG_HASH = Text("msg_hash", 64, 8, pattern=r"[0-9a-fA-F-]+", hint="a message hash (a UUID)")
 UPLOAD_FILENAME = Text(

@@ -85,6 +85,7 @@ class AccountRepository(Protocol):
         deleted_at: datetime | None = None,
         password_hash: str | None = None,
         app_key_digest: str | None = None,
+        token_version: int | None = None,
     ) -> None:
         """Set whichever of these fields is given."""
 
@@ -177,6 +178,22 @@ class SettingRepository(Protocol):
         """Store ``value`` unless one exists; return the stored one."""
 
 
+@frozen
+class UploadRecord:
+    """A file a customer handed to the provider, by the trigger id it was stored under."""
+
+    trigger_id: str
+    account_id: int
+    upload_filename: str
+    created_at: datetime
+
+
+class UploadRepository(Protocol):
+    async def add(self, upload: UploadRecord) -> None: ...
+
+    async def get(self, trigger_id: str) -> UploadRecord | None: ...
+
+
 class LeaseRepository(Protocol):
     """Named leases (e.g. "the listener of channel C"): one holder at a time, until expiry."""
 
@@ -221,6 +238,9 @@ class UnitOfWork(Protocol):
 
     @property
     def leases(self) -> LeaseRepository: ...
+
+    @property
+    def uploads(self) -> UploadRepository: ...
 
     @property
     def stats(self) -> StatsRepository: ...
@@ -274,6 +294,9 @@ class MidjourneyProvider(Protocol):
 
 class ImageMirror(Protocol):
     """Copies a provider's (expiring) image into our image store."""
+
+    def trusted(self, url: str) -> bool:
+        """May this URL be kept and shown to a client at all (scheme and host allowed)?"""
 
     async def mirror(self, url: str) -> str | None:
         """Our absolute URL of the copy, or None if the image could not be fetched."""

@@ -11,6 +11,9 @@ from typing import Any
 from attrs import evolve, field, frozen
 
 from .errors import InvalidTransition
+from .limits import Text
+
+TASK_ID = Text("task_id", 64, 1, pattern=r"[0-9A-Za-z_-]+", hint="a task id")
 
 
 class TaskStatus(enum.StrEnum):

@@ -57,6 +57,7 @@ class FakeDiscord:
         self.messages: list[dict[str, Any]] = []
         self.interaction_status = 204
         self.cdn_image = png(16, 16)
+        self.cdn_downloads = 0
         self.interaction_attempts = 0
         """Every authorised POST to /interactions, refused with 429 or not."""
         self.rate_limited = 0
@@ -100,6 +101,8 @@ class FakeDiscord:
             "MJCORE_DISCORD_USER_TOKEN": TOKEN,
             "MJCORE_DISCORD_GUILD_ID": GUILD,
             "MJCORE_DISCORD_CHANNEL_ID": CHANNEL,
+            # its CDN is plain http on loopback: trusted only because it is named in full
+            "MJCORE_MIRROR_HOSTS": self.url,
         }
 
     def listener_env(self) -> dict[str, str]:
@@ -454,6 +457,8 @@ class FakeDiscord:
             )
 
         async def cdn(request: Request) -> Response:
+            with self.lock:
+                self.cdn_downloads += 1
             return Response(self.cdn_image, media_type="image/png")
 
         async def me(request: Request) -> Response:

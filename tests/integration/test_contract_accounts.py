@@ -8,6 +8,7 @@ from mjcore.accounts import digest_app_key
 from mjcore.errors import (
     AccountNotFound,
     AccountUnavailable,
+    BadCredentials,
     InvalidAmount,
     InvalidAppKey,
     InvalidUserName,
@@ -145,3 +146,29 @@ async def test_counter_verbs_on_an_unknown_key_are_not_found(
         await accounts.reset_usage(store, clock, "nope")
     with pytest.raises(AccountNotFound):
         await accounts.get_account_by_key(store, "nope")
+
+
+async def test_a_new_password_or_key_moves_the_token_version_on(
+    store: Store, clock: FakeClock
+) -> None:
+    created = await accounts.create_account(store, clock, "alice", 5)
+    assert created.account.token_version == 0
+
+    after_password = await accounts.set_password(store, clock, "alice", "a new password 1")
+    after_key = await accounts.rotate_key(store, clock, "alice")
+    after_disable = await accounts.set_disabled(store, clock, "alice", True)
+
+    assert after_password.token_version == 1
+    assert after_key.account.token_version == 2
+    assert after_disable.token_version == 2  # disabling ends sessions by itself
+
+
+@pytest.mark.parametrize("name", ["alice ", " alice", "ALICE", "alice\t"])
+async def test_a_name_that_is_not_exactly_the_accounts_cannot_log_in(
+    store: Store, clock: FakeClock, name: str
+) -> None:
+    """MariaDB compares 'alice ' equal to 'alice' (PAD SPACE): names are checked first."""
+    await accounts.register(store, clock, "alice", "the right password")
+    with pytest.raises(BadCredentials):
+        await accounts.login(store, name, "the right password")
+    assert (await accounts.login(store, "alice", "the right password")).user_name == "alice"

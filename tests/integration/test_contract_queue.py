@@ -47,6 +47,9 @@ class FakeProvider:
 
 
 class FakeMirror:
+    def trusted(self, url: str) -> bool:
+        return url.startswith("https://")
+
     async def mirror(self, url: str) -> str | None:
         return f"https://ours/images/{url.rsplit('/', 1)[-1]}"
 
@@ -480,3 +483,20 @@ async def test_parameters_that_multiply_the_cost_are_refused_and_nothing_is_char
 
     allowed = evolve(mj, allowed_parameters=frozenset({"repeat", "turbo"}))
     assert (await allowed.imagine(user, prompt)).status is TaskStatus.SUBMITTED
+
+
+async def test_uploads_are_their_uploaders_alone(store: Store, clock: FakeClock) -> None:
+    mj, _ = _service(store, clock)
+    alice, bob = await _user(store, clock, 10), await _user(store, clock, 11)
+    upload = await mj.upload(alice, b"png", "image/png", ".png")
+    name = upload.upload.upload_filename
+
+    with pytest.raises(TaskNotFound):
+        await mj.describe(bob, name, upload.trigger_id)
+    with pytest.raises(TaskNotFound):
+        await mj.send_message(bob, name)
+    described = await mj.describe(alice, name, upload.trigger_id)
+
+    assert described.status is TaskStatus.SUBMITTED
+    assert await mj.send_message(alice, name) == f"https://cdn/{name}"
+    assert (await accounts.get_account_by_id(store, bob)).credits == 11

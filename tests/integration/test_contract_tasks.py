@@ -174,3 +174,16 @@ async def test_stale_unfinished_tasks_are_failed_and_refunded_once(
     assert (await tasks.get_task(store, fresh.task_id)).status is TaskStatus.SUBMITTED
     assert (await accounts.get_account_by_id(store, account.id)).credits == 4
     assert (await reports.verify_ledger(store)).ok
+
+
+async def test_a_job_that_runs_at_once_is_recorded_started_so_a_crash_cannot_strand_it(
+    store: Store, clock: FakeClock
+) -> None:
+    account = (await accounts.create_account(store, clock, "alice", 5)).account
+    running = await _reserve(store, clock, account.id, started=True)
+    assert running.status is TaskStatus.SUBMITTED and running.started_at == clock()
+
+    clock.advance(seconds=100)  # the process died before it could say anything more
+    deadlines = tasks.Deadlines(idle_s=50, max_s=1000)
+    assert await tasks.fail_stale(store, clock, Provider.MIDJOURNEY, deadlines) == 1
+    assert (await tasks.get_task(store, running.task_id)).refunded

@@ -236,6 +236,7 @@ async def test_jwt_attacks_are_refused(client: httpx.AsyncClient, api: Served) -
     now = datetime.now(UTC)
     good = {
         "sub": user_id,
+        "ver": 0,
         "iat": int(now.timestamp()),
         "exp": int((now + timedelta(hours=1)).timestamp()),
     }
@@ -248,6 +249,8 @@ async def test_jwt_attacks_are_refused(client: httpx.AsyncClient, api: Served) -
         "expired": _token(good | {"exp": int((now - timedelta(seconds=5)).timestamp())}),
         "no exp": _token({"sub": user_id, "iat": good["iat"]}),
         "bad subject": _token(good | {"sub": "admin"}),
+        "no version": _token({k: v for k, v in good.items() if k != "ver"}),
+        "an older version": _token(good | {"ver": -1}),
         "garbage": "not.a.jwt",
     }
     assert (
@@ -439,6 +442,14 @@ async def test_cli_and_registered_accounts_are_one_kind_with_one_balance(
     rotated = _cli(api, "users", "rotate-key", name, "--json")
     key = json.loads(rotated.stdout)["app_key"]
     SECRETS.add(key)
+    # a new key ends the sessions the old one allowed: log in again
+    assert (await client.get("/api/user", headers=headers)).status_code == 401
+    password = _cli(api, "users", "set-password", name, stdin="a new password 123\n")
+    assert password.returncode == 0, password.stderr
+    login = {"username": name, "password": "a new password 123"}
+    token = (await client.post("/api/login", json=login)).json()["token"]
+    SECRETS.add(token)
+    headers = {"Authorization": f"Bearer {token}"}
 
     spent = await client.post(
         "/v1/api/trigger/imagine",

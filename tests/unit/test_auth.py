@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import jwt
 import pytest
 
-from entrypoints.tokens import InvalidToken, Tokens
+from entrypoints.tokens import Claim, InvalidToken, Tokens
 from mjcore.accounts import Account
 from mjcore.errors import WeakPassword
 from mjcore.passwords import check_password, hash_password, verify_password
@@ -42,7 +42,7 @@ def test_a_token_names_its_account_until_it_expires() -> None:
     tokens = Tokens(SECRET, 60, clock)
     token = tokens.issue(_account())
 
-    assert tokens.verify(token) == 42
+    assert tokens.verify(token) == Claim(42, 0)
     clock.advance(seconds=61)
     with pytest.raises(InvalidToken):
         tokens.verify(token)
@@ -51,8 +51,11 @@ def test_a_token_names_its_account_until_it_expires() -> None:
 def test_tokens_of_another_key_or_algorithm_are_refused() -> None:
     clock = FakeClock()
     tokens = Tokens(SECRET, 60, clock)
-    claims = {"sub": "42", "iat": int(clock().timestamp()), "exp": int(clock().timestamp()) + 60}
+    now = int(clock().timestamp())
+    claims = {"sub": "42", "ver": 0, "iat": now, "exp": now + 60}
     for token in (
+        jwt.encode(claims | {"ver": "0"}, SECRET, algorithm="HS256"),
+        jwt.encode({k: v for k, v in claims.items() if k != "ver"}, SECRET, algorithm="HS256"),
         jwt.encode(claims, "another key of enough length 1234567890", algorithm="HS256"),
         jwt.encode(claims, SECRET * 2, algorithm="HS512"),
         jwt.encode({"sub": "42"}, SECRET, algorithm="HS256"),

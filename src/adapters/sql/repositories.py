@@ -13,7 +13,7 @@ from mjcore.accounts import Account
 from mjcore.codes import RedemptionCode
 from mjcore.errors import Conflict, UserNameTaken
 from mjcore.ledger import EntryKind, LedgerEntry, Tally
-from mjcore.ports import Counts, NewAccount, QueueCounts, TaskQuery
+from mjcore.ports import Counts, NewAccount, QueueCounts, TaskQuery, UploadRecord
 from mjcore.tasks import MUTABLE_FIELDS, Provider, Task, TaskStatus
 
 from .database import DuplicateKey, Row
@@ -21,7 +21,7 @@ from .session import Session
 
 _ACCOUNT_COLUMNS = (
     "id, user_name, app_key, token_total, token_use, created_at, updated_at,"
-    " password_hash, disabled, deleted_at"
+    " password_hash, disabled, deleted_at, token_version"
 )
 _TOTAL_KINDS = ", ".join(f"'{kind.value}'" for kind in EntryKind if kind.moves_total)
 
@@ -41,6 +41,7 @@ def _account(row: Row, db: Session) -> Account:
         password_hash=row["password_hash"],
         disabled=bool(row["disabled"]),
         deleted_at=ts(row["deleted_at"]),
+        token_version=int(row["token_version"]),
     )
 
 
@@ -127,12 +128,14 @@ class SqlAccounts:
         deleted_at: datetime | None = None,
         password_hash: str | None = None,
         app_key_digest: str | None = None,
+        token_version: int | None = None,
     ) -> None:
         given = {
             "disabled": disabled,
             "deleted_at": deleted_at,
             "password_hash": password_hash,
             "app_key": app_key_digest,
+            "token_version": token_version,
         }
         changes = {column: value for column, value in given.items() if value is not None}
         assignments = "".join(f", {column} = :{column}" for column in changes)
@@ -496,6 +499,39 @@ class SqlSettings:
         stored = await self.get(name)
         assert stored is not None
         return stored
+
+
+@frozen
+class SqlUploads:
+    db: Session
+
+    async def add(self, upload: UploadRecord) -> None:
+        try:
+            await self.db.execute(
+                "INSERT INTO upload (trigger_id, account_id, upload_filename, created_at)"
+                " VALUES (:trigger_id, :account_id, :upload_filename, :created_at)",
+                trigger_id=upload.trigger_id,
+                account_id=upload.account_id,
+                upload_filename=upload.upload_filename,
+                created_at=upload.created_at,
+            )
+        except DuplicateKey as exc:
+            raise Conflict(f"trigger id {upload.trigger_id} is taken") from exc
+
+    async def get(self, trigger_id: str) -> UploadRecord | None:
+        row = await self.db.one(
+            "SELECT trigger_id, account_id, upload_filename, created_at FROM upload"
+            " WHERE trigger_id = :trigger_id",
+            trigger_id=trigger_id,
+        )
+        if row is None:
+            return None
+        return UploadRecord(
+            trigger_id=row["trigger_id"],
+            account_id=int(row["account_id"]),
+            upload_filename=row["upload_filename"],
+            created_at=self.db.dialect.timestamp(row["created_at"]) or datetime.min,
+        )
 
 
 _NEVER = datetime(1970, 1, 1, tzinfo=UTC)

@@ -19,6 +19,7 @@ from .repositories import (
     SqlSettings,
     SqlStats,
     SqlTasks,
+    SqlUploads,
 )
 from .session import Session
 
@@ -39,6 +40,7 @@ class SqlUnitOfWork:
     queue: SqlQueue = field(init=False)
     settings: SqlSettings = field(init=False)
     leases: SqlLeases = field(init=False)
+    uploads: SqlUploads = field(init=False)
     stats: SqlStats = field(init=False)
 
     async def __aenter__(self) -> SqlUnitOfWork:
@@ -58,6 +60,7 @@ class SqlUnitOfWork:
         self.queue = SqlQueue(session)
         self.settings = SqlSettings(session)
         self.leases = SqlLeases(session)
+        self.uploads = SqlUploads(session)
         self.stats = SqlStats(session)
         return self
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from attrs import define, frozen
 
-from ..accounts import Account, check_user_name, digest_app_key, new_app_key
+from ..accounts import USER_NAME, Account, check_user_name, digest_app_key, new_app_key
 from ..clock import Clock
 from ..codes import Redemption
 from ..errors import AccountNotFound, AccountUnavailable, BadCredentials, InvalidAppKey
@@ -145,12 +145,20 @@ async def reset_usage(store: Store, clock: Clock, app_key: str) -> Account:
     return updated
 
 
-async def _update_flags(store: Store, clock: Clock, user_name: str, **flags: Any) -> Account:
-    """Change flags of the live account ``user_name`` in one unit of work; the result."""
+async def _update_flags(
+    store: Store, clock: Clock, user_name: str, *, end_sessions: bool = False, **flags: Any
+) -> Account:
+    """Change flags of the live account ``user_name`` in one unit of work; the result.
+
+    ``end_sessions`` moves the account's token version on: every JWT issued before stops
+    working (a new password or key must end what the old one let in).
+    """
     async with store.unit_of_work() as uow:
         account = await uow.accounts.by_name(user_name, for_update=True)
         if account is None or account.deleted_at is not None:
             raise AccountNotFound(f"no account named {user_name!r}")
+        if end_sessions:
+            flags["token_version"] = account.token_version + 1
         await uow.accounts.update_flags(account.id, clock(), **flags)
         updated = await uow.accounts.get(account.id)
         await uow.commit()
@@ -182,14 +190,17 @@ async def kept_secret(store: Store, name: str, candidate: str) -> str:
 async def rotate_key(store: Store, clock: Clock, user_name: str) -> CreatedAccount:
     """Give the account a new app key (the old one stops working); shown this once."""
     app_key = new_app_key()
-    account = await _update_flags(store, clock, user_name, app_key_digest=digest_app_key(app_key))
+    account = await _update_flags(
+        store, clock, user_name, end_sessions=True, app_key_digest=digest_app_key(app_key)
+    )
     return CreatedAccount(account, app_key)
 
 
 async def set_password(store: Store, clock: Clock, user_name: str, password: str) -> Account:
     """Let the account log in to the image API with this password."""
     check_password(password)
-    return await _update_flags(store, clock, user_name, password_hash=hash_password(password))
+    digest = hash_password(password)
+    return await _update_flags(store, clock, user_name, end_sessions=True, password_hash=digest)
 
 
 async def register(store: Store, clock: Clock, user_name: str, password: str) -> Account:
@@ -208,8 +219,9 @@ async def login(store: Store, user_name: str, password: str) -> Account:
     same scrypt and raise the same error, so neither the answer nor its timing tells
     which names exist.
     """
+    exact = USER_NAME.allows(user_name)  # "alice " is not alice (MariaDB pads; we do not)
     async with store.unit_of_work(readonly=True) as uow:
-        account = await uow.accounts.by_name(user_name) if isinstance(user_name, str) else None
+        account = await uow.accounts.by_name(user_name) if exact else None
     stored = account.password_hash if account is not None and account.password_hash else None
     matches = verify_password(password, stored or DECOY_HASH)
     if account is None or stored is None or not matches or not account.active:

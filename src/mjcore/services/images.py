@@ -5,11 +5,11 @@ from __future__ import annotations
 from attrs import define, frozen
 
 from ..clock import Clock
-from ..errors import InvalidTransition, ProviderError, ProviderTimeout
+from ..errors import ContentFiltered, InvalidTransition, ProviderError, ProviderTimeout
 from ..limits import Text, Whole
 from ..ports import ImageGenerator, ImageRequest, ImageStore, Store
 from ..pricing import Prices
-from ..tasks import Provider, Task, TaskStatus
+from ..tasks import FailureKind, Provider, Task, TaskStatus
 from . import reports, tasks
 from .reports import Record
 
@@ -62,13 +62,13 @@ async def generate_image(
         action=ACTION,
         prompt=request.prompt,
         params=params,
+        started=True,  # no queue: it runs now, so the stale sweep can settle it after a crash
     )
     try:
-        await tasks.advance_task(store, clock, task.task_id, TaskStatus.SUBMITTED)
         image = await generator.generate(request)
         url = await images.save(image.data, image.content_type)
     except ProviderError as exc:
-        await tasks.fail_task(store, clock, task.task_id, str(exc))
+        await tasks.fail_task(store, clock, task.task_id, str(exc), _kind(exc))
         raise
     except BaseException as exc:  # our own failure (disk, cancellation): refund all the same
         await tasks.fail_task(store, clock, task.task_id, f"internal error: {type(exc).__name__}")
@@ -86,6 +86,12 @@ async def generate_image(
     except InvalidTransition:  # the stale sweep settled (and refunded) it meanwhile
         raise ProviderTimeout("the image came too late; the job was already refunded") from None
     return Generated(done, await _credits(store, account_id))
+
+
+def _kind(error: ProviderError) -> FailureKind:
+    if isinstance(error, ContentFiltered):
+        return FailureKind.FILTERED
+    return FailureKind.TIMEOUT if isinstance(error, ProviderTimeout) else FailureKind.ERROR
 
 
 async def _credits(store: Store, account_id: int) -> int:

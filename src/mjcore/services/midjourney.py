@@ -38,7 +38,7 @@ from ..midjourney import (
     route,
 )
 from ..moderation import check_prompt
-from ..ports import ImageMirror, MidjourneyProvider, Store, UnitOfWork, Upload
+from ..ports import ImageMirror, MidjourneyProvider, Store, UnitOfWork, Upload, UploadRecord
 from ..pricing import Prices
 from ..tasks import FailureKind, Provider, Task, TaskStatus
 from . import tasks as lifecycle
@@ -146,30 +146,45 @@ class MidjourneyService:
         return await self._start(draft)
 
     async def describe(self, account_id: int, upload_filename: str, trigger_id: str) -> Task:
-        """Describe an image uploaded with :meth:`upload` (its file is named by the trigger)."""
+        """Describe an image the caller uploaded with :meth:`upload`."""
         found = _UPLOAD_NAME.fullmatch(upload_filename)
         if found is None or found.group(1) != trigger_id:
             raise InvalidInput("upload_filename and trigger_id must both come from one /upload")
-        async with self.store.unit_of_work(readonly=True) as uow:
-            others = [
-                t for t in await uow.tasks.by_trigger(trigger_id) if t.account_id != account_id
-            ]
-        if others:
-            raise TaskNotFound(f"trigger {trigger_id} is not yours")
+        await self._own_upload(account_id, upload_filename)
         params = {"upload_filename": upload_filename}
         draft = self._draft(account_id, MjAction.DESCRIBE, "", params, None, trigger_id)
         return await self._start(draft)
 
-    async def upload(self, data: bytes, content_type: str, suffix: str) -> UploadResult:
-        """Hand an image to Discord under a fresh trigger id (free; no task)."""
+    async def upload(
+        self, account_id: int, data: bytes, content_type: str, suffix: str
+    ) -> UploadResult:
+        """Hand an image to Discord under a fresh trigger id (free; no task), as the
+        caller's: only they may describe it or post it."""
         trigger_id = new_trigger_id()
         upload = await self.provider.upload(f"{trigger_id}{suffix}", data, content_type)
+        record = UploadRecord(trigger_id, account_id, upload.upload_filename, self.clock())
+        async with self.store.unit_of_work() as uow:
+            await uow.uploads.add(record)
+            await uow.commit()
         return UploadResult(upload, trigger_id)
 
-    async def send_message(self, upload_filename: str) -> str:
-        if not _UPLOAD_NAME.fullmatch(upload_filename):
-            raise InvalidInput("upload_filename must be one returned by /upload")
+    async def send_message(self, account_id: int, upload_filename: str) -> str:
+        """Post one of the caller's uploads as a message; its public URL."""
+        await self._own_upload(account_id, upload_filename)
         return await self.provider.send_message(upload_filename)
+
+    async def _own_upload(self, account_id: int, upload_filename: str) -> UploadRecord:
+        found = _UPLOAD_NAME.fullmatch(upload_filename)
+        if found is None:
+            raise InvalidInput("upload_filename must be one returned by /upload")
+        async with self.store.unit_of_work(readonly=True) as uow:
+            upload = await uow.uploads.get(found.group(1))
+        if upload is None or (upload.account_id, upload.upload_filename) != (
+            account_id,
+            upload_filename,
+        ):
+            raise TaskNotFound("no upload of yours by that name")
+        return upload
 
     async def _parent(self, account_id: int, ref: ParentRef) -> Task:
         async with self.store.unit_of_work(readonly=True) as uow:
@@ -332,6 +347,12 @@ class MidjourneyService:
         await self._run(promoted)
         return len(overdue)
 
+    async def _keep_copy(self, task: Task, url: str) -> None:
+        """Show our copy of the image instead of Discord's expiring URL, if we can make one."""
+        stored = await self.mirror.mirror(url)
+        if stored is not None:
+            await lifecycle.annotate_task(self.store, task.task_id, image_url=stored)
+
     # -- looking -----------------------------------------------------------------------
 
     async def task(self, account_id: int, task_id: str) -> Task:
@@ -410,16 +431,21 @@ class MidjourneyService:
             if not event.attachments:
                 return Handled.UNCHANGED  # a notice without an image is not the result
             first = event.attachments[0]
-            stored = await self.mirror.mirror(first.url)
+            if not self.mirror.trusted(first.url):  # file:, javascript:, a stranger's host
+                log.warning("task %s: a result from an untrusted URL, ignored", task.task_id)
+                return Handled.UNCHANGED
             ending = await self._finish(
                 task.task_id,
-                image_url=stored or first.url,
+                image_url=first.url,
                 msg_id=event.message_id,
                 msg_hash=hash_of(first.filename),
                 result=dict(task.result) | {"discord_image_url": first.url},
             )
+            if ending.changed:  # ours to copy only once this event has won the task
+                await self._keep_copy(ending.task, first.url)
         elif event.type is EventType.TEXT:
             image = next((e.image_url for e in event.embeds if e.image_url), None)
+            image = image if image is not None and self.mirror.trusted(image) else None
             prompts = describe_prompts([e.description for e in event.embeds])
             ending = await self._finish(
                 task.task_id,

@@ -18,7 +18,7 @@ from ..errors import InvalidTransition, TaskNotFound
 from ..limits import Whole
 from ..ports import Store, TaskQuery, UnitOfWork
 from ..pricing import Prices
-from ..tasks import FailureKind, Provider, Task, TaskStatus, new_task_id
+from ..tasks import TASK_ID, FailureKind, Provider, Task, TaskStatus, new_task_id
 from . import credits
 
 MAX_PAGE = 100
@@ -124,6 +124,18 @@ async def end_in(
     return task
 
 
+async def annotate_task(store: Store, task_id: str, **changes: Any) -> Task | None:
+    """Change what a task shows, not where it is (our copy of its image, made after it
+    succeeded); None if it moved meanwhile."""
+    async with store.unit_of_work() as uow:
+        current = await locked(uow, task_id)
+        task = evolve(current, **changes)
+        if not await uow.tasks.save(task, expected=current.status):
+            return None
+        await uow.commit()
+    return task
+
+
 async def refund_once(uow: UnitOfWork, task: Task, now: datetime) -> bool:
     """Refund the task's cost unless it already was; True for the one call that did."""
     if task.cost <= 0 or not await uow.tasks.mark_refunded(task.task_id):
@@ -147,8 +159,13 @@ async def reserve_task(
     params: Mapping[str, Any] | None = None,
     parent_task_id: str | None = None,
     trigger_id: str | None = None,
+    started: bool = False,
 ) -> Task:
-    """Accept a job: debit its price and record the task in one transaction."""
+    """Accept a job: debit its price and record the task in one transaction.
+
+    ``started`` records it as ``SUBMITTED`` at once (a job that runs now, with no queue):
+    a task is never left ``NOT_START`` with nothing to start it, whatever crashes when.
+    """
     task = draft_task(
         clock,
         prices,
@@ -160,6 +177,8 @@ async def reserve_task(
         parent_task_id=parent_task_id,
         trigger_id=trigger_id,
     )
+    if started:
+        task = task.advance(TaskStatus.SUBMITTED, task.created_at)
     async with store.unit_of_work() as uow:
         await open_in(uow, task)
         await uow.commit()
@@ -208,6 +227,8 @@ async def refund_task(store: Store, clock: Clock, task_id: str) -> bool:
 
 async def get_task(store: Store, task_id: str, *, account_id: int | None = None) -> Task:
     """The task; with ``account_id``, only if it is that account's."""
+    if not TASK_ID.allows(task_id):  # no such id can exist: no need to ask (NUL, 5 kB...)
+        raise TaskNotFound(f"no task {task_id!r}")
     async with store.unit_of_work(readonly=True) as uow:
         task = await uow.tasks.get(task_id)
     if task is None or (account_id is not None and task.account_id != account_id):
