@@ -40,3 +40,22 @@ def test_every_exported_name_exists() -> None:
     missing = [name for name in mjcore.__all__ if not hasattr(mjcore, name)]
     assert missing == []
     assert len(set(mjcore.__all__)) == len(mjcore.__all__)
+
+
+BALANCE_MOVES = (
+    "ledger.append(",
+    "accounts.change_total(",
+    "accounts.change_use(",
+    "accounts.debit(",
+)
+
+
+def test_every_balance_change_goes_through_credits() -> None:
+    """credits.py promises that counters and entries move together: nothing else moves them."""
+    offenders = {
+        str(path.relative_to(CORE)): [move for move in BALANCE_MOVES if move in path.read_text()]
+        for path in sorted(CORE.rglob("*.py"))
+        if path.name != "credits.py"
+    }
+    assert {name: moves for name, moves in offenders.items() if moves} == {}
+    assert all(move in (CORE / "services" / "credits.py").read_text() for move in BALANCE_MOVES)

@@ -5,18 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from attrs import define, frozen
+from attrs import define, evolve, frozen
 
 from ..accounts import USER_NAME, Account, check_user_name, digest_app_key, new_app_key
 from ..clock import Clock
 from ..codes import Redemption
 from ..errors import AccountNotFound, AccountUnavailable, BadCredentials, InvalidAppKey
-from ..ledger import EntryKind, LedgerEntry
 from ..limits import Whole
 from ..passwords import DECOY_HASH, check_password, hash_password, verify_password
 from ..ports import NewAccount, Store, TaskQuery, UnitOfWork
 from ..tasks import TaskStatus
-from . import codes
+from . import codes, credits
 
 DEFAULT_TOKENS = 100
 MAX_TOKENS = 2**31 - 1  # the seed's int(11) counters
@@ -48,12 +47,10 @@ async def create_account(
     now = clock()
     async with store.unit_of_work() as uow:
         account = await uow.accounts.add(
-            NewAccount(user_name, digest_app_key(app_key), tokens, now, password_hash)
+            NewAccount(user_name, digest_app_key(app_key), 0, now, password_hash)
         )
-        if tokens:
-            await uow.ledger.append(
-                LedgerEntry(account.id, tokens, EntryKind.GRANT, "account:create", now)
-            )
+        await credits.grant(uow, account.id, tokens, "account:create", now)
+        account = evolve(account, token_total=tokens)
         await uow.commit()
     return CreatedAccount(account, app_key)
 
@@ -117,12 +114,7 @@ async def update_tokens(store: Store, clock: Clock, app_key: str, total: int) ->
     now = clock()
     async with store.unit_of_work() as uow:
         account = await _locked_by_key(uow, app_key)
-        delta = total - account.token_total
-        if delta:
-            await uow.accounts.change_total(account.id, delta, now)
-            await uow.ledger.append(
-                LedgerEntry(account.id, delta, EntryKind.ADJUST, "cli:update-tokens", now)
-            )
+        await credits.adjust(uow, account.id, total - account.token_total, "cli:update-tokens", now)
         updated = await uow.accounts.get(account.id)
         await uow.commit()
     assert updated is not None
@@ -134,11 +126,7 @@ async def reset_usage(store: Store, clock: Clock, app_key: str) -> Account:
     now = clock()
     async with store.unit_of_work() as uow:
         account = await _locked_by_key(uow, app_key)
-        if account.token_use:
-            await uow.accounts.change_use(account.id, -account.token_use, now)
-            await uow.ledger.append(
-                LedgerEntry(account.id, account.token_use, EntryKind.RESET, "cli:reset-usage", now)
-            )
+        await credits.reset(uow, account.id, account.token_use, "cli:reset-usage", now)
         updated = await uow.accounts.get(account.id)
         await uow.commit()
     assert updated is not None
