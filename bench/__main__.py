@@ -120,7 +120,7 @@ class Bench:
         return row
 
     def rate_of(self, name: str) -> float:
-        return next(r["rate"] for r in self.rows if r["name"] == name)
+        return float(next(r["rate"] for r in self.rows if r["name"] == name))
 
 
 async def _prepare(database_url: str, base_url: str, fireworks: bool) -> dict[str, Any]:

@@ -12,9 +12,9 @@ import httpx
 from attrs import define, frozen
 
 from mjcore.errors import ContentFiltered, ProviderRejected, ProviderTimeout, ProviderUnavailable
+from mjcore.media import sniff
 from mjcore.ports import GeneratedImage, ImageRequest
 
-from .images import sniff
 from .redact import redact
 
 log = logging.getLogger("mjcore.fireworks")

@@ -14,29 +14,12 @@ from pathlib import Path
 import httpx
 from attrs import define, field, frozen
 
+from mjcore.media import CONTENT_TYPES, EXTENSIONS, sniff
 from mjcore.ports import ImageStore, StoredImage
 
 log = logging.getLogger("mjcore.images")
 DISCORD_CDN = ("cdn.discordapp.com", "media.discordapp.net")
-EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
-CONTENT_TYPES = {ext: kind for kind, ext in EXTENSIONS.items()}
 _NAME = re.compile(r"[A-Za-z0-9_-]{32}\.(?:png|jpg|webp|gif)")
-_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-)
-
-
-def sniff(data: bytes) -> str | None:
-    """The image type the bytes really are (PNG, JPEG, WebP or GIF), else None."""
-    for magic, kind in _MAGIC:
-        if data.startswith(magic):
-            return kind
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
 
 
 @define

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from attrs import define, field
 
@@ -94,6 +94,30 @@ async def bootstrap(
             raise StoreUnavailable(f"cannot migrate the database {where}: {exc}") from exc
         raise
     return Services(settings, store, clock, applied)
+
+
+class Listener(Protocol):
+    """Something that hears the provider and hands its events to the core."""
+
+    async def run(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def gateway_listener(services: AppServices) -> Listener:
+    """Our Discord listener for the configured channel (discord.py over the gateway)."""
+    from adapters.discord_gateway import GatewayConfig, GatewayListener, point_discord_py_at
+
+    settings = services.core.settings
+    assert settings.discord_bot_token and settings.discord_channel_id
+    point_discord_py_at(settings.discord_api_url, settings.discord_gateway_url)
+    config = GatewayConfig(
+        bot_token=settings.discord_bot_token,
+        channel_id=settings.discord_channel_id,
+        midjourney_id=settings.mj_application_id,
+        deleted_grace_s=settings.listener_deleted_grace_s,
+    )
+    return GatewayListener(config, services.midjourney.handle)
 
 
 def redacted_url(url: str) -> str:

@@ -17,7 +17,7 @@ from contextlib import suppress
 
 from mjcore.services.leases import Lease
 
-from .bootstrap import AppServices
+from .bootstrap import AppServices, Listener, gateway_listener
 
 log = logging.getLogger("mjcore.listener")
 
@@ -29,18 +29,8 @@ def holder_name() -> str:
 
 async def run_listener(services: AppServices) -> None:
     """Listen to the configured channel while holding its lease; never returns by itself."""
-    from adapters.discord_gateway import GatewayConfig, GatewayListener, point_discord_py_at
-
     settings = services.core.settings
-    assert settings.discord_bot_token and settings.discord_channel_id
-    point_discord_py_at(settings.discord_api_url, settings.discord_gateway_url)
-    config = GatewayConfig(
-        bot_token=settings.discord_bot_token,
-        channel_id=settings.discord_channel_id,
-        midjourney_id=settings.mj_application_id,
-        deleted_grace_s=settings.listener_deleted_grace_s,
-    )
-    listener = GatewayListener(config, services.midjourney.handle)
+    listener = gateway_listener(services)
     lease = Lease(
         services.core.store,
         services.core.clock,
@@ -71,10 +61,7 @@ async def run_listener(services: AppServices) -> None:
             await lease.release()
 
 
-async def _stop(listener: object, running: asyncio.Task[None]) -> None:
-    from adapters.discord_gateway import GatewayListener
-
-    assert isinstance(listener, GatewayListener)
+async def _stop(listener: Listener, running: asyncio.Task[None]) -> None:
     await listener.stop()
     running.cancel()
     with suppress(asyncio.CancelledError, Exception):

@@ -11,7 +11,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from adapters.images import EXTENSIONS, sniff
 from mjcore.accounts import Account
 from mjcore.errors import (
     AccountUnavailable,
@@ -23,6 +22,7 @@ from mjcore.errors import (
     ProviderError,
     QueueFull,
 )
+from mjcore.media import EXTENSIONS, sniff
 from mjcore.midjourney import MjAction
 from mjcore.tasks import Task, TaskStatus
 

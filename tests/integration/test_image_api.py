@@ -17,10 +17,10 @@ import httpx
 import jwt
 import pytest
 
-from adapters.images import sniff
 from entrypoints.bootstrap import open_store
 from mjcore.clock import system_clock
 from mjcore.ledger import EntryKind
+from mjcore.media import sniff
 from mjcore.services import accounts, codes
 
 from ..e2e import ledger_ok
@@ -468,11 +468,11 @@ async def test_cli_and_registered_accounts_are_one_kind_with_one_balance(
         _cli(api, "users", "set-password", f"cli_{name}", stdin="a cli password\n").returncode == 0
     )
     SECRETS.add("a cli password")
-    login = await client.post(
+    cli_login = await client.post(
         "/api/login", json={"username": f"cli_{name}", "password": "a cli password"}
     )
-    assert login.json()["user"]["credits"] == 4
-    SECRETS.add(login.json()["token"])
+    assert cli_login.json()["user"]["credits"] == 4
+    SECRETS.add(cli_login.json()["token"])
 
 
 async def test_a_generated_jwt_secret_is_kept_across_restarts(

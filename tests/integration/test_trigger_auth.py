@@ -38,7 +38,8 @@ async def _upload(client: httpx.AsyncClient, user: User) -> dict[str, Any]:
         f"{API}/upload", files={"file": ("a.png", png(), "image/png")}, headers=user.headers
     )
     assert response.status_code == 200, response.text
-    return response.json()
+    answer: dict[str, Any] = response.json()
+    return answer
 
 
 async def call(

@@ -27,7 +27,8 @@ async def imagine(
 ) -> dict[str, Any]:
     response = await client.post(f"{API}/imagine", json={"prompt": prompt}, headers=user.headers)
     assert response.status_code == 200, response.text
-    return response.json()
+    answer: dict[str, Any] = response.json()
+    return answer
 
 
 async def callback(client: httpx.AsyncClient, event: dict[str, Any]) -> dict[str, Any]:
@@ -35,7 +36,8 @@ async def callback(client: httpx.AsyncClient, event: dict[str, Any]) -> dict[str
         f"{API}/midjourney/result", json=event, headers={"X-Callback-Secret": CALLBACK_SECRET}
     )
     assert response.status_code == 200, response.text
-    return response.json()
+    answer: dict[str, Any] = response.json()
+    return answer
 
 
 async def finished_grid(

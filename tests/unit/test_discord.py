@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -41,7 +42,7 @@ def _task(action: MjAction, **params: object) -> Task:
     )
 
 
-def _provider(handler: httpx.MockTransport, **config: object) -> DiscordMidjourney:
+def _provider(handler: httpx.MockTransport, **config: Any) -> DiscordMidjourney:
     from attrs import evolve
 
     return DiscordMidjourney(httpx.AsyncClient(transport=handler), evolve(CONFIG, **config))
