@@ -29,6 +29,10 @@ class InProcess:
     def database_url(self) -> str:
         return self.settings.database_url
 
+    @property
+    def url(self) -> str:
+        return BASE_URL
+
 
 @asynccontextmanager
 async def in_process(env: dict[str, str], home: Path) -> AsyncIterator[InProcess]:

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from ..e2e import CALLBACK_SECRET
 from ..fakes.discord import FakeDiscord
-from ..servers import Served, mjcore_serve
+from ..inprocess import InProcess, in_process
 
 
 @pytest.fixture(scope="module")
@@ -16,21 +17,18 @@ def discord() -> Iterator[FakeDiscord]:
         yield fake
 
 
-@pytest.fixture(scope="module")
-def served(discord: FakeDiscord, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """One real server per module, on SQLite, talking to the fake Discord."""
-    home = tmp_path_factory.mktemp("served")
+@pytest.fixture
+async def served(discord: FakeDiscord, tmp_path: Path) -> AsyncIterator[InProcess]:
+    """The app in this process (its lifespan running) on SQLite, talking to the fake Discord."""
     env = discord.env() | {
-        "MJCORE_DATABASE_URL": f"sqlite:///{home / 'mjcore.db'}",
         "MJCORE_MJ_CONCURRENCY": "1000",
         "MJCORE_MJ_QUEUE_SIZE": "1000",
         "MJCORE_CALLBACK_SECRET": CALLBACK_SECRET,
     }
-    with mjcore_serve(env, home) as server:
-        yield server
+    async with in_process(env, tmp_path) as app:
+        yield app
 
 
 @pytest.fixture
-async def client(served: Served) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=served.url, timeout=30) as http:
-        yield http
+def client(served: InProcess) -> httpx.AsyncClient:
+    return served.client

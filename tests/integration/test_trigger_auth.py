@@ -15,7 +15,7 @@ from mjcore.services import accounts
 from ..e2e import CALLBACK_SECRET, User, credits, ledger_kinds, ledger_ok, new_user
 from ..fakes.discord import FakeDiscord
 from ..fakes.images import png
-from ..servers import Served
+from ..inprocess import InProcess
 from .test_trigger_lifecycle import API, finished_grid
 
 CONSUMING = [
@@ -75,7 +75,7 @@ async def call(
 
 @pytest.fixture
 async def owner(
-    client: httpx.AsyncClient, served: Served, discord: FakeDiscord
+    client: httpx.AsyncClient, served: InProcess, discord: FakeDiscord
 ) -> tuple[User, dict[str, Any]]:
     """A user with 30 credits left after one finished grid and one upload."""
     user = await new_user(served.database_url, 31)
@@ -85,7 +85,7 @@ async def owner(
 
 @pytest.mark.parametrize("endpoint", CONSUMING + FREE)
 async def test_every_endpoint_wants_a_valid_key_of_an_active_account(
-    client: httpx.AsyncClient, served: Served, owner: tuple[User, dict[str, Any]], endpoint: str
+    client: httpx.AsyncClient, served: InProcess, owner: tuple[User, dict[str, Any]], endpoint: str
 ) -> None:
     user, grid = owner
     disabled = await new_user(served.database_url)
@@ -119,7 +119,7 @@ async def test_every_endpoint_wants_a_valid_key_of_an_active_account(
 
 @pytest.mark.parametrize("endpoint", CONSUMING)
 async def test_consuming_endpoints_cost_one_credit(
-    client: httpx.AsyncClient, served: Served, owner: tuple[User, dict[str, Any]], endpoint: str
+    client: httpx.AsyncClient, served: InProcess, owner: tuple[User, dict[str, Any]], endpoint: str
 ) -> None:
     user, grid = owner
     before = await ledger_kinds(served.database_url, user)
@@ -134,7 +134,7 @@ async def test_consuming_endpoints_cost_one_credit(
 
 @pytest.mark.parametrize("endpoint", FREE)
 async def test_free_endpoints_never_charge(
-    client: httpx.AsyncClient, served: Served, owner: tuple[User, dict[str, Any]], endpoint: str
+    client: httpx.AsyncClient, served: InProcess, owner: tuple[User, dict[str, Any]], endpoint: str
 ) -> None:
     user, grid = owner
     before = await ledger_kinds(served.database_url, user)
@@ -147,7 +147,7 @@ async def test_free_endpoints_never_charge(
 
 
 async def test_an_empty_balance_gets_the_seeds_429_and_free_endpoints_still_work(
-    client: httpx.AsyncClient, served: Served, discord: FakeDiscord
+    client: httpx.AsyncClient, served: InProcess, discord: FakeDiscord
 ) -> None:
     user = await new_user(served.database_url, 1)
     grid = await finished_grid(client, discord, user)
@@ -170,7 +170,7 @@ async def test_an_empty_balance_gets_the_seeds_429_and_free_endpoints_still_work
 
 
 async def test_tasks_are_never_shown_or_used_across_accounts(
-    client: httpx.AsyncClient, served: Served, owner: tuple[User, dict[str, Any]]
+    client: httpx.AsyncClient, served: InProcess, owner: tuple[User, dict[str, Any]]
 ) -> None:
     alice, grid = owner
     bob = await new_user(served.database_url)
@@ -213,7 +213,7 @@ async def test_tasks_are_never_shown_or_used_across_accounts(
 
 
 async def test_task_listing_filters_and_pages(
-    client: httpx.AsyncClient, served: Served, owner: tuple[User, dict[str, Any]]
+    client: httpx.AsyncClient, served: InProcess, owner: tuple[User, dict[str, Any]]
 ) -> None:
     user, grid = owner
     for _ in range(3):
@@ -277,7 +277,7 @@ BAD_JSON_BODIES: list[tuple[str, Any]] = [
 
 @pytest.mark.parametrize(("endpoint", "body"), BAD_JSON_BODIES)
 async def test_bad_bodies_are_400_with_code_13(
-    client: httpx.AsyncClient, served: Served, endpoint: str, body: Any
+    client: httpx.AsyncClient, served: InProcess, endpoint: str, body: Any
 ) -> None:
     user = await new_user(served.database_url, 5)
     content = body if isinstance(body, str) else None
@@ -298,7 +298,7 @@ async def test_bad_bodies_are_400_with_code_13(
     "query", ["limit=0", "limit=101", "limit=abc", "offset=-1", "status=WRONG", "limit=1.5"]
 )
 async def test_bad_task_queries_are_400(
-    client: httpx.AsyncClient, served: Served, query: str
+    client: httpx.AsyncClient, served: InProcess, query: str
 ) -> None:
     user = await new_user(served.database_url)
     response = await client.get(f"{API}/tasks?{query}", headers=user.headers)
@@ -310,5 +310,5 @@ async def test_unknown_paths_answer_in_the_surfaces_shape(client: httpx.AsyncCli
     assert response.status_code == 404 and response.json() == {"detail": "Not Found"}
 
 
-async def test_the_ledger_is_consistent_after_all_of_it(served: Served) -> None:
+async def test_the_ledger_is_consistent_after_all_of_it(served: InProcess) -> None:
     assert await ledger_ok(served.database_url)

@@ -12,7 +12,7 @@ import pytest
 from ..e2e import CALLBACK_SECRET, User, new_user, wait_for
 from ..fakes.discord import GUILD, FakeDiscord, listener_event
 from ..fakes.images import png
-from ..servers import Served
+from ..inprocess import InProcess
 
 API = "/v1/api/trigger"
 GRID_ID = 1112838593312997377  # above 2**53: must survive as a string
@@ -55,7 +55,7 @@ async def finished_grid(
 
 
 async def test_imagine_sends_the_interaction_with_the_trigger_after_the_picurl(
-    client: httpx.AsyncClient, served: Served, discord: FakeDiscord
+    client: httpx.AsyncClient, served: InProcess, discord: FakeDiscord
 ) -> None:
     user = await new_user(served.database_url)
 
@@ -84,7 +84,7 @@ async def test_imagine_sends_the_interaction_with_the_trigger_after_the_picurl(
 
 
 async def test_the_full_lifecycle_start_generating_end(
-    client: httpx.AsyncClient, served: Served, discord: FakeDiscord
+    client: httpx.AsyncClient, served: InProcess, discord: FakeDiscord
 ) -> None:
     user = await new_user(served.database_url)
     accepted = await imagine(client, user)
@@ -125,7 +125,7 @@ async def test_the_full_lifecycle_start_generating_end(
 
 
 async def test_duplicate_and_late_events_change_nothing(
-    client: httpx.AsyncClient, served: Served, discord: FakeDiscord
+    client: httpx.AsyncClient, served: InProcess, discord: FakeDiscord
 ) -> None:
     user = await new_user(served.database_url)
     grid = await finished_grid(client, discord, user)
@@ -152,7 +152,7 @@ async def test_unknown_trigger_is_ignored(client: httpx.AsyncClient, discord: Fa
 
 
 async def test_upscale_by_task_id_presses_the_upsample_button(
-    client: httpx.AsyncClient, served: Served, discord: FakeDiscord
+    client: httpx.AsyncClient, served: InProcess, discord: FakeDiscord
 ) -> None:
     user = await new_user(served.database_url)
     grid = await finished_grid(client, discord, user)
@@ -193,7 +193,7 @@ async def test_upscale_by_task_id_presses_the_upsample_button(
 @pytest.mark.parametrize("form", ["task_id", "yokonsan"])
 async def test_every_button_sends_midjourneys_custom_id(
     client: httpx.AsyncClient,
-    served: Served,
+    served: InProcess,
     discord: FakeDiscord,
     endpoint: str,
     extra: dict[str, Any],
@@ -218,7 +218,7 @@ async def test_every_button_sends_midjourneys_custom_id(
 
 
 async def test_u1_and_u2_of_one_grid_are_told_apart(
-    client: httpx.AsyncClient, served: Served, discord: FakeDiscord
+    client: httpx.AsyncClient, served: InProcess, discord: FakeDiscord
 ) -> None:
     user = await new_user(served.database_url)
     grid = await finished_grid(client, discord, user)
@@ -247,7 +247,7 @@ async def test_u1_and_u2_of_one_grid_are_told_apart(
 
 
 async def test_upload_describe_and_its_text_answer(
-    client: httpx.AsyncClient, served: Served, discord: FakeDiscord
+    client: httpx.AsyncClient, served: InProcess, discord: FakeDiscord
 ) -> None:
     user = await new_user(served.database_url)
     image = png(32, 32)
@@ -300,7 +300,7 @@ async def test_upload_describe_and_its_text_answer(
 
 
 async def test_message_posts_an_upload_and_returns_its_url(
-    client: httpx.AsyncClient, served: Served, discord: FakeDiscord
+    client: httpx.AsyncClient, served: InProcess, discord: FakeDiscord
 ) -> None:
     user = await new_user(served.database_url)
     uploaded = (
@@ -324,7 +324,7 @@ async def test_message_posts_an_upload_and_returns_its_url(
 
 
 async def test_uploads_must_be_images_of_bounded_size(
-    client: httpx.AsyncClient, served: Served
+    client: httpx.AsyncClient, served: InProcess
 ) -> None:
     user = await new_user(served.database_url)
 
@@ -359,7 +359,7 @@ async def test_uploads_must_be_images_of_bounded_size(
     ],
 )
 async def test_prompts_in_midjourneys_words_finish_through_the_http_callback(
-    client: httpx.AsyncClient, served: Served, discord: FakeDiscord, prompt: str
+    client: httpx.AsyncClient, served: InProcess, discord: FakeDiscord, prompt: str
 ) -> None:
     """yokonsan's bot reports every edit as ``generating`` and every other message as
     ``end``; the wording around the prompt, not the prompt, says which job it is."""
@@ -392,7 +392,9 @@ async def test_every_request_to_discord_carried_the_user_token(discord: FakeDisc
     assert len(discord.sent()) > 20 and discord.bad_auth == 0
 
 
-async def test_a_malformed_multipart_body_is_400(client: httpx.AsyncClient, served: Served) -> None:
+async def test_a_malformed_multipart_body_is_400(
+    client: httpx.AsyncClient, served: InProcess
+) -> None:
     user = await new_user(served.database_url)
     for content_type in ("multipart/form-data", "multipart/form-data; boundary=x", "text/plain"):
         response = await client.post(
