@@ -27,6 +27,7 @@ from .image_api import image_routes
 from .image_schema import Error
 from .listener import run_listener
 from .openapi import openapi_document
+from .readiness import readiness_route
 from .schema import Schema
 from .settings import Settings
 from .trigger_api import trigger_routes
@@ -114,7 +115,7 @@ def create_app(settings: Settings, *, services: AppServices | None = None) -> St
         running = services if services is not None else await bootstrap_app(settings)
         app.state.services = running
         background = [asyncio.create_task(_sweep_forever(running, settings.mj_sweep_interval_s))]
-        if settings.discord_bot_token and settings.discord_channel_id:
+        if running.providers.listener:
             background.append(asyncio.create_task(run_listener(running)))
         try:
             yield
@@ -147,6 +148,7 @@ def app_routes() -> list[BaseRoute]:
     return [
         Operation("/openapi.json", openapi, "GET", Doc("This document", {200: None})),
         Operation("/healthz", healthz, "GET", Doc("Database answers", {200: Health, 503: Health})),
+        readiness_route(),
         Operation(
             "/images/{name}",
             image,
