@@ -169,6 +169,16 @@ async def _check_current(store: Store, where: str) -> None:
         )
 
 
+def version() -> str:
+    """The installed mjcore's version."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("mjcore")
+    except metadata.PackageNotFoundError:  # a checkout on sys.path, not installed
+        return "unknown"
+
+
 def redacted_url(url: str) -> str:
     """The database URL without its password, for messages and logs."""
     scheme, sep, rest = url.partition("://")

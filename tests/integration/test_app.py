@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,11 @@ def test_mjcore_serve_migrates_then_serves_on_sqlite(tmp_path: Path) -> None:
         response = httpx.get(f"{served.url}/healthz")
 
     assert response.json() == {"status": "ok"}
+    said = [line for line in served.log.read_text().splitlines() if " serving " in line]
+    assert said == [
+        f"mjcore {metadata.version('mjcore')} serving {served.url} store=sqlite:///./mjcore.db"
+        " midjourney=off fireworks=off listener=off admin=off workers=1"
+    ]
     with sqlite3.connect(tmp_path / "mjcore.db") as db:
         versions = [row[0] for row in db.execute("SELECT version FROM schema_version")]
     assert versions and versions[0] == 1

@@ -148,6 +148,7 @@ async def find_account(store: Store, name_or_key: str) -> Account:
 
 async def update_tokens(store: Store, clock: Clock, app_key: str, total: int) -> Account:
     """Set ``token_total`` of the account holding ``app_key`` (an adjust entry)."""
+    TOKENS.check(total)
     async with store.unit_of_work() as uow:
         locked = await _locked_by_key(uow, app_key)
         account = await _adjust(uow, clock, locked, total, "cli:update-tokens")
@@ -157,6 +158,7 @@ async def update_tokens(store: Store, clock: Clock, app_key: str, total: int) ->
 
 async def set_tokens(store: Store, clock: Clock, user_name: str, total: int) -> Account:
     """Set ``token_total`` of the live account ``user_name`` (an adjust entry)."""
+    TOKENS.check(total)
     async with store.unit_of_work() as uow:
         locked = await _locked_live(uow, user_name)
         account = await _adjust(uow, clock, locked, total, "cli:set-tokens")
@@ -168,7 +170,6 @@ async def _adjust(
     uow: UnitOfWork, clock: Clock, account: Account, total: int, reference: str
 ) -> Account:
     """Set the locked ``account``'s total; refused below its usage (a negative balance)."""
-    TOKENS.check(total)
     if total < account.token_use:
         raise InvalidAmount(
             f"a token total of {total} is below the {account.token_use} tokens already used"
