@@ -22,6 +22,7 @@ from mjcore.services.tasks import Deadlines
 from mjcore.tasks import Provider
 
 from .bootstrap import AppServices, bootstrap_app
+from .docs_page import docs_routes
 from .http import Doc, Operation, app_services
 from .image_api import image_routes
 from .image_schema import Error
@@ -157,6 +158,7 @@ def app_routes() -> list[BaseRoute]:
         ),
         trigger_routes(),
         image_routes(),
+        *docs_routes(),
     ]
 
 
