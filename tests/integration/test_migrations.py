@@ -15,6 +15,7 @@ from adapters.sql import SqlStore
 from adapters.sql.dialect import MYSQL, POSTGRES, SQLITE
 from adapters.sql.migrations import load
 from entrypoints.bootstrap import open_store
+from mjcore.ports import Store
 
 from ..support import MYSQL_URL, POSTGRES_URL, store_params
 
@@ -157,3 +158,7 @@ async def test_pending_migrations_reads_without_creating_anything(fresh_url: str
     assert before == twice == shipped
     assert after == []
     assert behind == [shipped[-1]]
+
+
+async def test_a_migrated_store_has_nothing_pending(store: Store) -> None:
+    assert list(await store.pending_migrations()) == []
