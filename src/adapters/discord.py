@@ -47,6 +47,11 @@ class DiscordConfig:
     max_rate_wait_s: float = 10.0  # the longest Retry-After we wait out; longer is a refusal
     rate_limit_retries: int = 3
 
+    @property
+    def configured(self) -> bool:
+        """Are the user token, guild and channel all given?"""
+        return bool(self.user_token and self.guild_id and self.channel_id)
+
 
 BUTTONS = {
     MjAction.UPSCALE: "MJ::JOB::upsample::{index}::{hash}",
@@ -208,7 +213,7 @@ class DiscordMidjourney:
         went out) is not sent again: a second interaction would be a second job.
         """
         c = self.config
-        if not (c.user_token and c.guild_id and c.channel_id):
+        if not c.configured:
             raise ProviderUnavailable("Discord is not configured")
         headers = dict(kwargs.pop("headers", {}))
         if auth:

@@ -38,6 +38,10 @@ class FireworksConfig:
     not_found_grace_s: float = 10.0
 
     @property
+    def configured(self) -> bool:
+        return bool(self.api_key)
+
+    @property
     def asynchronous(self) -> bool:
         """Kontext models submit a job and are polled; the FLUX.1 ones answer with the image."""
         return self.model.startswith("flux-kontext")
@@ -71,8 +75,8 @@ class FireworksImages:
     config: FireworksConfig
 
     async def generate(self, request: ImageRequest) -> GeneratedImage:
-        if not self.config.api_key:
-            raise ProviderUnavailable("Fireworks is not configured (MJCORE_FIREWORKS_API_KEY)")
+        if not self.config.configured:
+            raise ProviderUnavailable("Fireworks is not configured")
         try:
             async with asyncio.timeout(self.config.timeout_s):
                 if self.config.asynchronous:

@@ -166,6 +166,22 @@ class _Codes:
         self.s.codes[code] = evolve(found, redeemed_by=account_id, redeemed_at=now)
         return True
 
+    async def expire(self, code: str, now: datetime) -> bool:
+        found = self.s.codes.get(code)
+        if found is None or found.redeemed_by is not None or found.expired(now):
+            return False
+        self.s.codes[code] = evolve(found, expires_at=now)
+        return True
+
+    async def list(
+        self, limit: int, offset: int = 0, *, redeemable_at: datetime | None = None
+    ) -> Sequence[RedemptionCode]:
+        found = sorted(self.s.codes.values(), key=lambda c: c.code)
+        found.sort(key=lambda c: c.created_at, reverse=True)  # stable: code order within a time
+        if redeemable_at is not None:
+            found = [c for c in found if c.redeemed_by is None and not c.expired(redeemable_at)]
+        return found[offset : offset + limit]
+
 
 @define
 class _Tasks:
@@ -395,6 +411,9 @@ class MemoryStore:
         return None
 
     async def migrate(self) -> Sequence[int]:
+        return ()
+
+    async def pending_migrations(self) -> Sequence[int]:
         return ()
 
     async def close(self) -> None:

@@ -22,11 +22,13 @@ from mjcore.services.tasks import Deadlines
 from mjcore.tasks import Provider
 
 from .bootstrap import AppServices, bootstrap_app
+from .docs_page import docs_routes
 from .http import Doc, Operation, app_services
 from .image_api import image_routes
 from .image_schema import Error
 from .listener import run_listener
 from .openapi import openapi_document
+from .readiness import readiness_route
 from .schema import Schema
 from .settings import Settings
 from .trigger_api import trigger_routes
@@ -114,7 +116,7 @@ def create_app(settings: Settings, *, services: AppServices | None = None) -> St
         running = services if services is not None else await bootstrap_app(settings)
         app.state.services = running
         background = [asyncio.create_task(_sweep_forever(running, settings.mj_sweep_interval_s))]
-        if settings.discord_bot_token and settings.discord_channel_id:
+        if running.providers.listener:
             background.append(asyncio.create_task(run_listener(running)))
         try:
             yield
@@ -147,6 +149,7 @@ def app_routes() -> list[BaseRoute]:
     return [
         Operation("/openapi.json", openapi, "GET", Doc("This document", {200: None})),
         Operation("/healthz", healthz, "GET", Doc("Database answers", {200: Health, 503: Health})),
+        readiness_route(),
         Operation(
             "/images/{name}",
             image,
@@ -155,6 +158,7 @@ def app_routes() -> list[BaseRoute]:
         ),
         trigger_routes(),
         image_routes(),
+        *docs_routes(),
     ]
 
 

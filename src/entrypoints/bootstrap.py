@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from attrs import define, field
+from attrs import define, field, frozen
 
 from mjcore.clock import Clock, system_clock
 from mjcore.ports import Store
@@ -16,6 +16,8 @@ from .settings import Settings
 if TYPE_CHECKING:
     import httpx
 
+    from adapters.discord import DiscordConfig
+    from adapters.fireworks import FireworksConfig
     from mjcore.ports import ImageStore
     from mjcore.services.accounts import AccountService
     from mjcore.services.images import ImageService
@@ -29,18 +31,62 @@ class StoreUnavailable(Exception):
     """The configured database could not be opened or migrated."""
 
 
-async def open_store(url: str, pool_size: int = 10) -> Store:
-    """Pick the store adapter by URL scheme; drivers are imported only when chosen."""
+DRIVERS = {  # URL scheme → (what it is, its driver module, the extra that installs it)
+    "mysql": ("MySQL/MariaDB", "aiomysql", "mysql"),
+    "mariadb": ("MySQL/MariaDB", "aiomysql", "mysql"),
+    "postgres": ("PostgreSQL", "asyncpg", "postgres"),
+    "postgresql": ("PostgreSQL", "asyncpg", "postgres"),
+}
+
+
+def check_driver(url: str) -> None:
+    """Raise :class:`StoreUnavailable` naming the extra to install if the URL's driver is
+    missing (drivers are imported only when their URL is used)."""
+    import importlib
+
+    scheme = url.split("://", 1)[0]
+    if scheme not in DRIVERS:
+        return
+    what, module, extra = DRIVERS[scheme]
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise StoreUnavailable(
+            f"{what} needs its driver {module}, which is not installed:"
+            f" pip install 'mjcore[{extra}]'"
+        ) from None
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The absolute path of a ``sqlite:///`` URL's file (None for other URLs)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    return Path(url.removeprefix("sqlite:///")).absolute()
+
+
+async def open_store(url: str, pool_size: int = 10, *, create: bool = True) -> Store:
+    """Pick the store adapter by URL scheme; drivers are imported only when chosen.
+
+    With ``create=False`` a SQLite file that does not exist is an error, not a new
+    empty database.
+    """
     scheme = url.split("://", 1)[0]
     if scheme == "memory":
         from adapters.memory import MemoryStore
 
         return MemoryStore()
+    check_driver(url)
     from adapters.sql import SqlStore
 
     if scheme == "sqlite":
         from adapters.sql.sqlite import open_sqlite
 
+        path = sqlite_path(url)
+        if not create and path is not None and not path.is_file():
+            raise StoreUnavailable(
+                f"no database at {path} (MJCORE_DATABASE_URL={url}); set"
+                " MJCORE_DATABASE_URL, or create it with `mjcore migrate`"
+            )
         return SqlStore(await open_sqlite(url, pool_size))
     if scheme in ("mysql", "mariadb"):
         from adapters.sql.mysql import open_mysql
@@ -78,18 +124,33 @@ async def bootstrap(
     store: Store | None = None,
     clock: Clock = system_clock,
     migrate: bool = True,
+    readonly: bool = False,
 ) -> Services:
-    """Open the store named by the settings (or use ``store``) and bring its schema up."""
+    """Open the store named by the settings (or use ``store``) and bring its schema up.
+
+    ``readonly``: for commands that only look. Nothing is created or migrated: a missing
+    SQLite file or a schema that is not current is a :class:`StoreUnavailable`.
+    """
     where = redacted_url(settings.database_url)
     if store is None:
         try:
-            store = await open_store(settings.database_url, settings.db_pool_size)
+            store = await open_store(
+                settings.database_url, settings.db_pool_size, create=not readonly
+            )
+        except StoreUnavailable:
+            raise
         except Exception as exc:
             raise StoreUnavailable(f"cannot open the database {where}: {exc}") from exc
     try:
-        applied = tuple(await store.migrate()) if migrate else ()
+        if readonly:
+            await _check_current(store, where)
+            applied: tuple[int, ...] = ()
+        else:
+            applied = tuple(await store.migrate()) if migrate else ()
     except BaseException as exc:
         await store.close()
+        if isinstance(exc, StoreUnavailable):
+            raise
         if isinstance(exc, Exception):
             raise StoreUnavailable(f"cannot migrate the database {where}: {exc}") from exc
         raise
@@ -120,6 +181,28 @@ def gateway_listener(services: AppServices) -> Listener:
     return GatewayListener(config, services.midjourney.handle)
 
 
+async def _check_current(store: Store, where: str) -> None:
+    try:
+        pending = list(await store.pending_migrations())
+    except Exception as exc:
+        raise StoreUnavailable(f"cannot read the database {where}: {exc}") from exc
+    if pending:
+        raise StoreUnavailable(
+            f"the database {where} is not at this version's schema (migrations {pending} are"
+            " not applied): run `mjcore migrate`"
+        )
+
+
+def version() -> str:
+    """The installed mjcore's version."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("mjcore")
+    except metadata.PackageNotFoundError:  # a checkout on sys.path, not installed
+        return "unknown"
+
+
 def redacted_url(url: str) -> str:
     """The database URL without its password, for messages and logs."""
     scheme, sep, rest = url.partition("://")
@@ -142,6 +225,7 @@ class AppServices:
     images: ImageService
     admin: AdminService
     tokens: Tokens
+    providers: Providers
 
     async def aclose(self) -> None:
         try:
@@ -149,6 +233,51 @@ class AppServices:
                 await client.aclose()
         finally:
             await self.core.aclose()
+
+
+@frozen
+class Providers:
+    """Which providers the settings make usable (``/readyz``, the start-up line)."""
+
+    midjourney: bool  # Discord user token, guild and channel given
+    fireworks: bool  # a Fireworks API key given
+    listener: bool  # our Discord listener runs in ``serve`` (bot token and channel given)
+
+
+def discord_config(settings: Settings) -> DiscordConfig:
+    from adapters.discord import DiscordConfig
+
+    return DiscordConfig(
+        api_url=settings.discord_api_url,
+        user_token=settings.discord_user_token,
+        guild_id=settings.discord_guild_id,
+        channel_id=settings.discord_channel_id,
+        application_id=settings.mj_application_id,
+        imagine_id=settings.mj_imagine_id,
+        imagine_version=settings.mj_imagine_version,
+        describe_id=settings.mj_describe_id,
+        describe_version=settings.mj_describe_version,
+        session_id=settings.mj_session_id,
+    )
+
+
+def fireworks_config(settings: Settings) -> FireworksConfig:
+    from adapters.fireworks import FireworksConfig
+
+    return FireworksConfig(
+        api_key=settings.fireworks_api_key,
+        base_url=settings.fireworks_base_url,
+        model=settings.fireworks_model,
+        timeout_s=settings.fireworks_timeout_s,
+    )
+
+
+def providers(settings: Settings) -> Providers:
+    return Providers(
+        midjourney=discord_config(settings).configured,
+        fireworks=fireworks_config(settings).configured,
+        listener=bool(settings.discord_bot_token and settings.discord_channel_id),
+    )
 
 
 async def bootstrap_app(
@@ -163,8 +292,8 @@ async def bootstrap_app(
 
     import httpx
 
-    from adapters.discord import DiscordConfig, DiscordMidjourney
-    from adapters.fireworks import FireworksConfig, FireworksImages
+    from adapters.discord import DiscordMidjourney
+    from adapters.fireworks import FireworksImages
     from adapters.images import HttpImageMirror, LocalImageStore, MirrorPolicy
     from mjcore.services.accounts import AccountService, kept_secret
     from mjcore.services.images import ImageService
@@ -189,31 +318,9 @@ async def bootstrap_app(
     policy = MirrorPolicy(
         settings.mirror_hosts, settings.mirror_max_bytes, settings.mirror_timeout_s
     )
-    fireworks = FireworksImages(
-        slow,
-        FireworksConfig(
-            api_key=settings.fireworks_api_key,
-            base_url=settings.fireworks_base_url,
-            model=settings.fireworks_model,
-            timeout_s=settings.fireworks_timeout_s,
-        ),
-    )
+    fireworks = FireworksImages(slow, fireworks_config(settings))
     images = LocalImageStore(Path(settings.image_dir), settings.public_url)
-    discord = DiscordMidjourney(
-        http,
-        DiscordConfig(
-            api_url=settings.discord_api_url,
-            user_token=settings.discord_user_token,
-            guild_id=settings.discord_guild_id,
-            channel_id=settings.discord_channel_id,
-            application_id=settings.mj_application_id,
-            imagine_id=settings.mj_imagine_id,
-            imagine_version=settings.mj_imagine_version,
-            describe_id=settings.mj_describe_id,
-            describe_version=settings.mj_describe_version,
-            session_id=settings.mj_session_id,
-        ),
-    )
+    discord = DiscordMidjourney(http, discord_config(settings))
     midjourney = MidjourneyService(
         store=core.store,
         clock=clock,
@@ -228,6 +335,7 @@ async def bootstrap_app(
         ),
         banned_words=settings.banned,
         allowed_parameters=settings.mj_allowed_parameters,
+        available=discord.config.configured,
     )
     return AppServices(
         core=core,
@@ -235,7 +343,15 @@ async def bootstrap_app(
         image_store=images,
         accounts=AccountService(core.store, clock),
         midjourney=midjourney,
-        images=ImageService(core.store, clock, settings.prices, fireworks, images),
+        images=ImageService(
+            core.store,
+            clock,
+            settings.prices,
+            fireworks,
+            images,
+            available=fireworks.config.configured,
+        ),
         admin=AdminService(core.store, clock),
         tokens=Tokens(jwt_secret, settings.jwt_ttl_s, clock),
+        providers=providers(settings),
     )

@@ -7,205 +7,89 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from mjcore.accounts import Account
+from mjcore.codes import CODE_EXPIRY_DAYS
 from mjcore.errors import MjcoreError
-from mjcore.services import accounts, codes, reports
+from mjcore.services import accounts, tasks
+from mjcore.tasks import TaskStatus
 
-from .bootstrap import Services, StoreUnavailable, bootstrap
+from .bootstrap import StoreUnavailable, bootstrap, version
+from .commands import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Handler,
+    Output,
+    codes_create,
+    codes_disable,
+    codes_list,
+    ledger_show,
+    ledger_verify,
+    migrate,
+    stats,
+    tasks_fail,
+    tasks_list,
+    tasks_show,
+    users_create,
+    users_delete,
+    users_disable,
+    users_enable,
+    users_grant,
+    users_info,
+    users_info_key,
+    users_list,
+    users_reset_usage,
+    users_rotate_key,
+    users_set_password,
+    users_set_tokens,
+    users_update_tokens,
+)
 from .settings import Settings, SettingsError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-Handler = Callable[[Services, argparse.Namespace], Awaitable["Output"]]
+def _whole(low: int, high: int) -> Callable[[str], int]:
+    """A whole number from ``low`` to ``high`` (a usage error otherwise, exit 2)."""
 
-
-class Output:
-    """What a command prints: a human text and the same facts as JSON."""
-
-    def __init__(self, text: str, data: Any, status: int = EXIT_OK) -> None:
-        self.text, self.data, self.status = text, data, status
-
-
-def account_view(account: Account) -> dict[str, Any]:
-    return {
-        "id": account.id,
-        "user_name": account.user_name,
-        "token_total": account.token_total,
-        "token_use": account.token_use,
-        "credits": account.credits,
-        "disabled": account.disabled,
-        "deleted": account.deleted_at is not None,
-        "created_at": account.created_at.isoformat(),
-        "updated_at": account.updated_at.isoformat(),
-    }
-
-
-def _account_text(account: Account) -> str:
-    view = account_view(account)
-    return "\n".join(f"{name}: {value}" for name, value in view.items())
-
-
-async def users_create(services: Services, args: argparse.Namespace) -> Output:
-    created = await accounts.create_account(services.store, services.clock, args.name, args.tokens)
-    view = account_view(created.account) | {"app_key": created.app_key}
-    text = (
-        f"created user {created.account.user_name} with {created.account.token_total} tokens\n"
-        f"app_key: {created.app_key}\n"
-        "Keep this key now: it is shown only once (only its SHA-256 digest is stored)."
-    )
-    return Output(text, view)
-
-
-async def users_info(services: Services, args: argparse.Namespace) -> Output:
-    account = await accounts.get_account(services.store, args.name)
-    return Output(_account_text(account), account_view(account))
-
-
-async def users_info_key(services: Services, args: argparse.Namespace) -> Output:
-    account = await accounts.get_account_by_key(services.store, args.app_key)
-    return Output(_account_text(account), account_view(account))
-
-
-async def users_update_tokens(services: Services, args: argparse.Namespace) -> Output:
-    account = await accounts.update_tokens(services.store, services.clock, args.app_key, args.total)
-    return Output(_account_text(account), account_view(account))
-
-
-async def users_reset_usage(services: Services, args: argparse.Namespace) -> Output:
-    account = await accounts.reset_usage(services.store, services.clock, args.app_key)
-    return Output(_account_text(account), account_view(account))
-
-
-async def users_list(services: Services, args: argparse.Namespace) -> Output:
-    found = await accounts.list_accounts(services.store, args.limit, args.offset)
-    rows = [f"{'user_name':<24} {'total':>10} {'used':>10} {'credits':>10}  state"]
-    for account in found:
-        state = "deleted" if account.deleted_at else "disabled" if account.disabled else "active"
-        rows.append(
-            f"{account.user_name:<24} {account.token_total:>10} {account.token_use:>10}"
-            f" {account.credits:>10}  {state}"
-        )
-    return Output("\n".join(rows), [account_view(a) for a in found])
-
-
-async def users_disable(services: Services, args: argparse.Namespace) -> Output:
-    account = await accounts.set_disabled(services.store, services.clock, args.name, True)
-    return Output(_account_text(account), account_view(account))
-
-
-async def users_enable(services: Services, args: argparse.Namespace) -> Output:
-    account = await accounts.set_disabled(services.store, services.clock, args.name, False)
-    return Output(_account_text(account), account_view(account))
-
-
-async def users_delete(services: Services, args: argparse.Namespace) -> Output:
-    account = await accounts.delete_account(services.store, services.clock, args.name)
-    return Output(_account_text(account), account_view(account))
-
-
-async def users_rotate_key(services: Services, args: argparse.Namespace) -> Output:
-    rotated = await accounts.rotate_key(services.store, services.clock, args.name)
-    text = (
-        f"new app key for {rotated.account.user_name}: {rotated.app_key}\n"
-        "The old key no longer works. Keep this one now: it is shown only once."
-    )
-    return Output(text, account_view(rotated.account) | {"app_key": rotated.app_key})
-
-
-async def users_set_password(services: Services, args: argparse.Namespace) -> Output:
-    password = sys.stdin.readline().rstrip("\r\n")
-    account = await accounts.set_password(services.store, services.clock, args.name, password)
-    return Output(f"password set for {account.user_name}", account_view(account))
-
-
-async def codes_create(services: Services, args: argparse.Namespace) -> Output:
-    expires = services.clock() + timedelta(days=args.expires_days) if args.expires_days else None
-    issued = await codes.issue_codes(
-        services.store, services.clock, args.credits, args.count, expires_at=expires
-    )
-    data = {
-        "credits": args.credits,
-        "expires_at": expires.isoformat() if expires else None,
-        "codes": [c.code for c in issued],
-    }
-    return Output("\n".join(c.code for c in issued), data)
-
-
-async def stats(services: Services, args: argparse.Namespace) -> Output:
-    counts = await reports.stats(services.store)
-    data = {
-        "totalUsers": counts.accounts,
-        "totalTasks": counts.tasks,
-        "totalRecords": counts.successful_tasks,
-        "totalCodes": counts.codes,
-        "usedCodes": counts.used_codes,
-        "totalCredits": counts.credits,
-    }
-    return Output("\n".join(f"{name}: {value}" for name, value in data.items()), data)
-
-
-async def migrate(services: Services, args: argparse.Namespace) -> Output:
-    applied = list(services.applied_migrations)
-    text = f"applied migrations {applied}" if applied else "schema is up to date"
-    return Output(text, {"applied": applied})
-
-
-async def ledger_verify(services: Services, args: argparse.Namespace) -> Output:
-    result = await reports.verify_ledger(services.store)
-    queue = await reports.verify_queue(services.store)
-    lines = [f"checked {result.accounts_checked} accounts"]
-    for t in result.mismatches:
-        lines.append(
-            f"MISMATCH {t.user_name} (id {t.account_id}): token_total {t.token_total}"
-            f" vs entries {t.entries_total}; token_use {t.token_use} vs entries {t.entries_use}"
-        )
-    lines.append("ledger ok" if result.ok else f"{len(result.mismatches)} account(s) disagree")
-    c, a = queue.counters, queue.actual
-    lines.append(
-        f"{queue.provider} queue ok: {a.running} running, {a.waiting} waiting"
-        if queue.ok
-        else f"QUEUE MISMATCH {queue.provider}: counters {c.running} running, {c.waiting}"
-        f" waiting; tasks {a.running} running, {a.waiting} waiting"
-    )
-    ok = result.ok and queue.ok
-    data = {
-        "ok": ok,
-        "queue": {
-            "ok": queue.ok,
-            "counters": {"running": c.running, "waiting": c.waiting},
-            "tasks": {"running": a.running, "waiting": a.waiting},
-        },
-        "accounts_checked": result.accounts_checked,
-        "mismatches": [
-            {
-                "account_id": t.account_id,
-                "user_name": t.user_name,
-                "token_total": t.token_total,
-                "entries_total": t.entries_total,
-                "token_use": t.token_use,
-                "entries_use": t.entries_use,
-            }
-            for t in result.mismatches
-        ],
-    }
-    return Output("\n".join(lines), data, EXIT_OK if ok else EXIT_FAILED)
-
-
-def _whole(low: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
         try:
             value = int(raw)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}")
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {raw}")
         return value
 
     return parse
+
+
+def _amount(raw: str) -> int:
+    """A whole number; its range is the core's to check (exit 1 with the rule)."""
+    try:
+        return int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
+
+
+def _status(raw: str) -> TaskStatus:
+    try:
+        return TaskStatus(raw.upper())
+    except ValueError:
+        names = ", ".join(s.value for s in TaskStatus)
+        raise argparse.ArgumentTypeError(f"must be one of {names}") from None
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in its help, except where there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default == argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+MAX_LIST = 100_000
+MAX_OFFSET = 10**9
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,18 +97,45 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
     )
-    parser = argparse.ArgumentParser(prog="mjcore", parents=[common], description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="mjcore", parents=[common], description=__doc__, formatter_class=_Help
+    )
+    parser.add_argument("--version", action="version", version=f"mjcore {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def leaf(group: Any, name: str, handler: Handler | None, help_text: str) -> Any:
-        sub = group.add_parser(name, parents=[common], help=help_text, description=help_text)
-        sub.set_defaults(handler=handler)
+    def group(name: str, help_text: str) -> Any:
+        sub = commands.add_parser(
+            name, help=help_text, description=help_text, formatter_class=_Help
+        )
+        return sub.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def leaf(
+        parent: Any, name: str, handler: Handler | None, help_text: str, readonly: bool = False
+    ) -> Any:
+        sub = parent.add_parser(
+            name, parents=[common], help=help_text, description=help_text, formatter_class=_Help
+        )
+        sub.set_defaults(handler=handler, readonly=readonly)
         return sub
 
+    def name_arg(sub: Any) -> None:
+        sub.add_argument("name", help="the account's user name")
+
+    def key_arg(sub: Any) -> None:
+        sub.add_argument("app_key", help="the account's app key")
+
+    def page(sub: Any, limit: int, high: int = MAX_LIST) -> None:
+        sub.add_argument("--limit", type=_whole(1, high), default=limit, help="at most this many")
+        sub.add_argument(
+            "--offset", type=_whole(0, MAX_OFFSET), default=0, help="skip this many first"
+        )
+
     serve = leaf(commands, "serve", None, "create or migrate the schema, then serve both APIs")
-    serve.add_argument("--host", default="0.0.0.0")
-    serve.add_argument("--port", type=_whole(1), default=8086)
-    serve.add_argument("--workers", type=_whole(1), default=1)
+    serve.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    serve.add_argument("--port", type=_whole(1, 65535), default=8086, help="port to listen on")
+    serve.add_argument(
+        "--workers", type=_whole(1, 512), default=1, help="server processes (uvicorn workers)"
+    )
     leaf(
         commands,
         "listen",
@@ -233,43 +144,96 @@ def build_parser() -> argparse.ArgumentParser:
         " the lease, others stand by",
     )
 
-    users = commands.add_parser("users", help="manage accounts (the seed's manage_users verbs)")
-    verbs = users.add_subparsers(dest="verb", required=True, metavar="VERB")
-    sub = leaf(verbs, "create", users_create, "create an account; prints its app key once")
-    sub.add_argument("name")
-    sub.add_argument("tokens", nargs="?", type=_whole(0), default=accounts.DEFAULT_TOKENS)
-    leaf(verbs, "info", users_info, "show an account by user name").add_argument("name")
-    leaf(verbs, "info-key", users_info_key, "show an account by app key").add_argument("app_key")
-    sub = leaf(verbs, "update-tokens", users_update_tokens, "set token_total (ledger: adjust)")
-    sub.add_argument("app_key")
-    sub.add_argument("total", type=_whole(0))
-    sub = leaf(verbs, "reset-usage", users_reset_usage, "set token_use to 0 (ledger: reset)")
-    sub.add_argument("app_key")
-    sub = leaf(verbs, "list", users_list, "list accounts")
-    sub.add_argument("--limit", type=_whole(1), default=1000)
-    sub.add_argument("--offset", type=_whole(0), default=0)
-    leaf(verbs, "disable", users_disable, "stop an account's key").add_argument("name")
-    leaf(verbs, "enable", users_enable, "re-enable a disabled account").add_argument("name")
-    leaf(verbs, "delete", users_delete, "delete an account (its ledger stays)").add_argument("name")
-    leaf(verbs, "rotate-key", users_rotate_key, "new app key; prints it once").add_argument("name")
-    leaf(
-        verbs, "set-password", users_set_password, "image-API password, read from stdin"
-    ).add_argument("name")
-
-    code_group = commands.add_parser("codes", help="redemption codes")
-    code_verbs = code_group.add_subparsers(dest="verb", required=True, metavar="VERB")
-    sub = leaf(code_verbs, "create", codes_create, "issue redemption codes")
-    sub.add_argument("--credits", type=_whole(1), required=True)
-    sub.add_argument("--count", type=_whole(1), default=1)
-    sub.add_argument("--expires-days", type=_whole(1), default=None)
-
-    leaf(commands, "stats", stats, "service totals")
-    leaf(commands, "migrate", migrate, "create or migrate the schema")
-    ledger = commands.add_parser("ledger", help="the credit ledger")
-    ledger_verbs = ledger.add_subparsers(dest="verb", required=True, metavar="VERB")
-    leaf(
-        ledger_verbs, "verify", ledger_verify, "check every account's counters against its entries"
+    users = group("users", "manage accounts (the seed's manage_users verbs)")
+    sub = leaf(users, "create", users_create, "create an account; prints its app key once")
+    name_arg(sub)
+    sub.add_argument(
+        "tokens", nargs="?", type=_amount, default=accounts.DEFAULT_TOKENS, help="token_total"
     )
+    name_arg(leaf(users, "info", users_info, "show an account by user name", readonly=True))
+    key_arg(leaf(users, "info-key", users_info_key, "show an account by app key", readonly=True))
+    sub = leaf(users, "list", users_list, "list accounts (deleted ones too)", readonly=True)
+    page(sub, 1000)
+    sub = leaf(users, "grant", users_grant, "add credits to token_total (ledger: grant)")
+    name_arg(sub)
+    sub.add_argument("credits", type=_amount, help="credits to add (1 or more)")
+    sub = leaf(users, "set-tokens", users_set_tokens, "set token_total (ledger: adjust)")
+    name_arg(sub)
+    sub.add_argument("total", type=_amount, help="the new token_total, at least token_use")
+    sub = leaf(
+        users, "update-tokens", users_update_tokens, "set token_total by app key (ledger: adjust)"
+    )
+    key_arg(sub)
+    sub.add_argument("total", type=_amount, help="the new token_total, at least token_use")
+    leaf(
+        users, "reset-usage", users_reset_usage, "set token_use to 0 (ledger: reset)"
+    ).add_argument(
+        "name_or_key",
+        help="the account's user name or its app key (a text that is one account's name and"
+        " another's key is refused)",
+    )
+    name_arg(leaf(users, "disable", users_disable, "stop an account's key and logins"))
+    name_arg(leaf(users, "enable", users_enable, "re-enable a disabled account"))
+    name_arg(leaf(users, "delete", users_delete, "delete an account (its ledger stays)"))
+    name_arg(leaf(users, "rotate-key", users_rotate_key, "new app key; prints it once"))
+    name_arg(leaf(users, "set-password", users_set_password, "image-API password, from stdin"))
+
+    code_verbs = group("codes", "redemption codes")
+    sub = leaf(code_verbs, "create", codes_create, "issue redemption codes")
+    sub.add_argument("--credits", type=_amount, required=True, help="credits each code gives")
+    sub.add_argument("--count", type=_amount, default=1, help="how many codes (1-1000)")
+    sub.add_argument(
+        "--expires-days",
+        type=_whole(CODE_EXPIRY_DAYS.low, CODE_EXPIRY_DAYS.high),
+        default=None,
+        help="the codes expire this many days from now (default: never)",
+    )
+    sub = leaf(code_verbs, "list", codes_list, "list codes, newest first", readonly=True)
+    sub.add_argument("--unused", action="store_true", help="only codes that can still be redeemed")
+    page(sub, 1000)
+    leaf(code_verbs, "disable", codes_disable, "stop an unused code: it expires now").add_argument(
+        "code", help="the code (any case; spaces and dashes ignored)"
+    )
+
+    leaf(commands, "stats", stats, "service totals", readonly=True)
+    leaf(commands, "migrate", migrate, "create or migrate the schema")
+    ledger = group("ledger", "the credit ledger")
+    leaf(
+        ledger,
+        "verify",
+        ledger_verify,
+        "check every account's counters against its entries",
+        readonly=True,
+    )
+    sub = leaf(ledger, "show", ledger_show, "an account's ledger entries", readonly=True)
+    name_arg(sub)
+    sub.add_argument(
+        "--limit", type=_whole(1, MAX_LIST), default=100, help="the newest this many entries"
+    )
+
+    task_verbs = group("tasks", "generation tasks of every account and provider")
+    sub = leaf(task_verbs, "list", tasks_list, "list tasks, newest first", readonly=True)
+    sub.add_argument(
+        "--status",
+        type=_status,
+        default=None,
+        help="only tasks in this status (NOT_START, SUBMITTED, IN_PROGRESS, SUCCESS, FAILURE;"
+        " default: any)",
+    )
+    sub.add_argument("--user", default=None, help="only this account's (default: everyone's)")
+    page(sub, 20, tasks.MAX_PAGE)
+    leaf(task_verbs, "show", tasks_show, "one task, every field", readonly=True).add_argument(
+        "task_id", help="the task's id"
+    )
+    sub = leaf(
+        task_verbs,
+        "fail",
+        tasks_fail,
+        "end an unfinished task as FAILURE, refunded once (a Midjourney job's queue place is"
+        " given back; a running server starts what waits)",
+    )
+    sub.add_argument("task_id", help="the task's id")
+    sub.add_argument("--reason", default="failed by the operator", help="the fail_reason")
     return parser
 
 
@@ -282,7 +246,7 @@ def _print(output: Output, as_json: bool) -> None:
 
 
 async def _run(handler: Handler, settings: Settings, args: argparse.Namespace) -> Output:
-    services = await bootstrap(settings)
+    services = await bootstrap(settings, readonly=args.readonly)
     try:
         return await handler(services, args)
     finally:
@@ -317,5 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         output = asyncio.run(_run(args.handler, settings, args))
     except (MjcoreError, StoreUnavailable) as exc:
         return _fail(str(exc), as_json)
-    _print(output, as_json)
+    try:
+        _print(output, as_json)
+    except BrokenPipeError:  # `mjcore ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return output.status

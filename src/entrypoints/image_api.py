@@ -24,6 +24,7 @@ from mjcore.errors import (
     MalformedCode,
     NotFound,
     ProviderError,
+    ProviderNotConfigured,
     ProviderTimeout,
     UserNameTaken,
 )
@@ -111,6 +112,8 @@ def error_response(exc: Exception) -> JSONResponse:
             return _error(422, f"内容被过滤 ({exc})")
         case ProviderTimeout():
             return _error(504, f"生成超时 ({exc})")
+        case ProviderNotConfigured():
+            return _error(503, "图片生成暂不可用 (image generation is not available)")
         case ProviderError():
             return _error(502, f"图片生成失败 ({exc})")
         case NotFound():
@@ -275,7 +278,8 @@ def image_routes() -> BaseRoute:
             generate,
             Doc(
                 "Generate an image with Fireworks (cost 1; refunded on failure)",
-                JWT_ERRORS | {200: GeneratedOut, 402: Error, 422: Error, 502: Error, 504: Error},
+                JWT_ERRORS
+                | {200: GeneratedOut, 402: Error, 422: Error, 502: Error, 503: Error, 504: Error},
                 body=GenerateIn,
                 security="jwt",
             ),

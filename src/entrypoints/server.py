@@ -8,6 +8,7 @@ import signal
 import sys
 from contextlib import suppress
 
+from .bootstrap import StoreUnavailable, check_driver, providers, redacted_url, version
 from .settings import Settings
 
 
@@ -17,10 +18,32 @@ def _logging(settings: Settings) -> None:
     )
 
 
+def startup_line(settings: Settings, host: str, port: int, workers: int) -> str:
+    """What ``serve`` says once at start-up: where, on what store, with which providers."""
+    p = providers(settings)
+    admin = bool(settings.admin_username and settings.admin_password)
+
+    def on(flag: bool) -> str:
+        return "on" if flag else "off"
+
+    return (
+        f"mjcore {version()} serving http://{host}:{port}"
+        f" store={redacted_url(settings.database_url)}"
+        f" midjourney={on(p.midjourney)} fireworks={on(p.fireworks)} listener={on(p.listener)}"
+        f" admin={on(admin)} workers={workers}"
+    )
+
+
 def serve(settings: Settings, host: str, port: int, workers: int) -> int:
     import uvicorn
 
+    try:
+        check_driver(settings.database_url)
+    except StoreUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     _logging(settings)
+    print(startup_line(settings, host, port, workers), flush=True)
     uvicorn.run(
         "entrypoints.app:create_app_from_env",
         factory=True,

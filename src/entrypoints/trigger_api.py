@@ -20,6 +20,7 @@ from mjcore.errors import (
     InvalidInput,
     NotFound,
     ProviderError,
+    ProviderNotConfigured,
     QueueFull,
 )
 from mjcore.media import EXTENSIONS, sniff
@@ -114,6 +115,8 @@ def error_response(exc: Exception) -> JSONResponse:
             return _detail(413, str(exc), PARAMS_ERROR)
         case CallbackForbidden():
             return _detail(403, "Invalid callback secret.")
+        case ProviderNotConfigured():
+            return _detail(503, "Midjourney is not available on this server.", PROVIDER_ERROR)
         case ProviderError():
             return _detail(502, str(exc), PROVIDER_ERROR)
     log.exception("unexpected error", exc_info=exc)
@@ -342,7 +345,7 @@ def trigger_routes() -> BaseRoute:
             upload,
             Doc(
                 "Upload an image to Discord (free)",
-                KEY_ERRORS | {200: UploadOut, 413: Detail, 502: Detail},
+                KEY_ERRORS | {200: UploadOut, 413: Detail, 502: Detail, 503: Detail},
                 content=UPLOAD_FORM,
                 security=key,
             ),
@@ -352,7 +355,7 @@ def trigger_routes() -> BaseRoute:
             message,
             Doc(
                 "Post an upload as a message; its URL can be an imagine picurl (free)",
-                KEY_ERRORS | {200: MessageOut, 502: Detail},
+                KEY_ERRORS | {200: MessageOut, 502: Detail, 503: Detail},
                 body=MessageIn,
                 security=key,
             ),

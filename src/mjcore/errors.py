@@ -83,6 +83,11 @@ class BadCredentials(AuthError):
     """Wrong user name or password (one error for both, by design)."""
 
 
+class ProviderNotConfigured(MjcoreError):
+    """This server has no credentials for the provider: the job is refused before
+    anything is charged or recorded."""
+
+
 class InsufficientCredits(MjcoreError):
     """The balance is below the action's cost; nothing was charged."""
 

@@ -109,6 +109,21 @@ class CodeRepository(Protocol):
     async def redeem(self, code: str, account_id: int, now: datetime) -> bool:
         """Mark the code used by ``account_id`` if unused and unexpired; True if it did."""
 
+    async def expire(self, code: str, now: datetime) -> bool:
+        """Set the code's ``expires_at`` to ``now`` if it is unused and unexpired; True if
+        it did.
+
+        One guarded update (``... WHERE redeemed_by IS NULL AND (expires_at IS NULL OR
+        expires_at > now)``) whose row count decides, so it cannot interleave with a
+        redemption: either the code is redeemed or it expires, never both.
+        """
+
+    async def list(
+        self, limit: int, offset: int = 0, *, redeemable_at: datetime | None = None
+    ) -> Sequence[RedemptionCode]:
+        """Codes, newest first (then by code); with ``redeemable_at``, only those unused and
+        unexpired at that time."""
+
 
 class TaskRepository(Protocol):
     async def add(self, task: Task) -> None: ...
@@ -268,6 +283,12 @@ class Store(Protocol):
 
     async def migrate(self) -> Sequence[int]:
         """Bring the schema up to date; return the versions applied now."""
+
+    async def pending_migrations(self) -> Sequence[int]:
+        """The shipped schema versions not applied yet (empty: the schema is current).
+
+        Only reads: it creates nothing, not even the version table.
+        """
 
     async def close(self) -> None: ...
 

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 
+from entrypoints.bootstrap import open_store
+from entrypoints.cli import build_parser, main
+from mjcore.clock import system_clock
+from mjcore.pricing import Prices
+from mjcore.services import accounts, tasks
+from mjcore.services.midjourney import MidjourneyService, QueueLimits
+from mjcore.tasks import Provider
+
 from ..support import open_test_store, store_params, url_for
+from .test_contract_queue import FakeMirror, FakeProvider
 
 ROOT = Path(__file__).resolve().parents[2]
 MJCORE = str(Path(sys.executable).parent / "mjcore")
@@ -197,3 +210,296 @@ def test_the_seed_commands_work_on_the_server_databases(run: Run, server_url: st
     assert json.loads(updated.stdout)["token_total"] == 800
     assert json.loads(info.stdout)["credits"] == 800
     assert verify.returncode == 0, verify.stderr
+
+
+# -- operators act by name ----------------------------------------------------------------
+
+
+def test_version_prints_the_installed_version(run: Run) -> None:
+    result = run(MJCORE, "--version")
+
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"mjcore {metadata.version('mjcore')}"
+
+
+def _leaves(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield parser
+    for action in subs:
+        for child in action.choices.values():
+            yield from _leaves(child)
+
+
+def test_every_option_has_help_and_shows_its_default() -> None:
+    checked = 0
+    for leaf in _leaves(build_parser()):
+        text = " ".join(leaf.format_help().split())
+        for action in leaf._actions:
+            assert action.help, (leaf.prog, action.dest)
+            shown = action.default not in (None, argparse.SUPPRESS) and action.default is not False
+            if action.option_strings and shown:
+                assert f"(default: {action.default})" in text, (leaf.prog, action.dest)
+                checked += 1
+    assert checked >= 12
+
+
+def test_grant_set_tokens_and_reset_usage_act_by_name(run: Run, db_path: Path) -> None:
+    key = created_key(manage(run, "create", "alice", "10"))
+
+    granted = run(MJCORE, "users", "grant", "alice", "5", "--json")
+    adjusted = run(MJCORE, "users", "set-tokens", "alice", "40", "--json")
+    by_name = run(MJCORE, "users", "reset-usage", "alice", "--json")
+    by_key = run(MJCORE, "users", "reset-usage", key, "--json")  # the seed's form still works
+
+    assert json.loads(granted.stdout)["token_total"] == 15
+    assert json.loads(adjusted.stdout)["token_total"] == 40
+    assert json.loads(by_name.stdout)["user_name"] == json.loads(by_key.stdout)["user_name"]
+    shown = json.loads(run(MJCORE, "ledger", "show", "alice", "--json").stdout)
+    assert [(e["kind"], e["delta"], e["reference"]) for e in shown["entries"]] == [
+        ("grant", 10, "account:create"),
+        ("grant", 5, "cli:grant"),
+        ("adjust", 25, "cli:set-tokens"),
+    ]
+    assert run(MJCORE, "ledger", "verify").returncode == 0
+
+
+async def _spend(db_path: Path, name: str, times: int) -> list[str]:
+    """``times`` Fireworks tasks of ``name`` accepted (charged), left unfinished."""
+    store = await open_store(f"sqlite:///{db_path}")
+    try:
+        account = await accounts.get_account(store, name)
+        return [
+            (
+                await tasks.reserve_task(
+                    store,
+                    system_clock,
+                    Prices(),
+                    account_id=account.id,
+                    provider=Provider.FIREWORKS,
+                    action="generate",
+                    prompt=f"picture {i}",
+                )
+            ).task_id
+            for i in range(times)
+        ]
+    finally:
+        await store.close()
+
+
+def test_a_token_total_below_usage_is_refused_naming_the_negative_balance(
+    run: Run, db_path: Path
+) -> None:
+    key = created_key(manage(run, "create", "alice", "10"))
+    asyncio.run(_spend(db_path, "alice", 4))
+
+    by_key = manage(run, "update-tokens", key, "3")
+    by_name = run(MJCORE, "users", "set-tokens", "alice", "3")
+
+    for refused in (by_key, by_name):
+        assert refused.returncode == 1
+        assert "below the 4 tokens already used (the balance would be -1)" in refused.stderr
+    assert json.loads(run(MJCORE, "users", "info", "alice", "--json").stdout)["token_total"] == 10
+
+
+def test_tasks_are_listed_shown_and_failed_with_one_refund(run: Run, db_path: Path) -> None:
+    created_key(manage(run, "create", "alice", "10"))
+    created_key(manage(run, "create", "bob", "10"))
+    first, second = asyncio.run(_spend(db_path, "alice", 2))
+    asyncio.run(_spend(db_path, "bob", 1))
+
+    listed = json.loads(run(MJCORE, "tasks", "list", "--user", "alice", "--json").stdout)
+    limited = json.loads(run(MJCORE, "tasks", "list", "--limit", "1", "--json").stdout)
+    shown = json.loads(run(MJCORE, "tasks", "show", first, "--json").stdout)
+    failed = run(MJCORE, "tasks", "fail", first, "--reason", "stuck")
+    again = run(MJCORE, "tasks", "fail", first)
+    failures = json.loads(run(MJCORE, "tasks", "list", "--status", "failure", "--json").stdout)
+
+    assert [t["task_id"] for t in listed["tasks"]] == [second, first]
+    assert (listed["total"], limited["total"], len(limited["tasks"])) == (2, 3, 1)
+    assert (shown["user_name"], shown["status"], shown["prompt"]) == (
+        "alice",
+        "NOT_START",
+        "picture 0",
+    )
+    assert failed.returncode == 0 and f"task {first} failed: 1 credit(s) refunded" in failed.stdout
+    assert again.returncode == 0 and "had already failed" in again.stdout
+    assert [t["task_id"] for t in failures["tasks"]] == [first]
+    assert failures["tasks"][0]["fail_reason"] == "stuck"
+    assert json.loads(run(MJCORE, "users", "info", "alice", "--json").stdout)["credits"] == 9
+    assert run(MJCORE, "ledger", "verify").returncode == 0
+
+
+def test_failing_a_task_that_succeeded_changes_nothing(run: Run, db_path: Path) -> None:
+    created_key(manage(run, "create", "alice", "10"))
+    [task_id] = asyncio.run(_spend(db_path, "alice", 1))
+    with sqlite3.connect(db_path) as db:
+        db.execute("UPDATE task SET status = 'SUCCESS' WHERE task_id = ?", (task_id,))
+
+    result = run(MJCORE, "tasks", "fail", task_id)
+    unknown = run(MJCORE, "tasks", "fail", "no-such-task")
+
+    assert result.returncode == 1 and "ended as SUCCESS: nothing changed" in result.stderr
+    assert unknown.returncode == 1 and "no task no-such-task" in unknown.stderr
+    assert json.loads(run(MJCORE, "users", "info", "alice", "--json").stdout)["credits"] == 9
+
+
+async def _queue(db_path: Path) -> tuple[str, str]:
+    """Two Midjourney jobs of alice with one slot: one running at Discord, one waiting."""
+    store = await open_store(f"sqlite:///{db_path}")
+    try:
+        account = await accounts.get_account(store, "alice")
+        mj = MidjourneyService(
+            store, system_clock, Prices(), FakeProvider(), FakeMirror(), QueueLimits(1, 5)
+        )
+        running = await mj.imagine(account.id, "a fox")
+        waiting = await mj.imagine(account.id, "a cat")
+        return running.task_id, waiting.task_id
+    finally:
+        await store.close()
+
+
+def test_failing_a_midjourney_job_gives_its_queue_place_back(run: Run, db_path: Path) -> None:
+    created_key(manage(run, "create", "alice", "10"))
+    running, waiting = asyncio.run(_queue(db_path))
+
+    results = [run(MJCORE, "tasks", "fail", task_id) for task_id in (running, waiting)]
+
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    verify = run(MJCORE, "ledger", "verify")
+    assert verify.returncode == 0, verify.stderr  # the queue counters agree with the tasks
+    assert "queue ok: 0 running, 0 waiting" in verify.stdout
+    assert json.loads(run(MJCORE, "users", "info", "alice", "--json").stdout)["credits"] == 10
+
+
+def test_codes_are_listed_and_an_unused_one_disabled(run: Run) -> None:
+    issued = json.loads(
+        run(MJCORE, "codes", "create", "--credits", "5", "--count", "2", "--json").stdout
+    )
+    first, second = issued["codes"]
+
+    disabled = run(MJCORE, "codes", "disable", first.lower())
+    again = run(MJCORE, "codes", "disable", first)
+    unused = json.loads(run(MJCORE, "codes", "list", "--unused", "--json").stdout)
+    every = json.loads(run(MJCORE, "codes", "list", "--json").stdout)
+    unknown = run(MJCORE, "codes", "disable", "A" * 16)
+
+    assert disabled.returncode == 0 and f"code {first} disabled" in disabled.stdout
+    assert again.returncode == 0 and "had already expired" in again.stdout
+    assert [c["code"] for c in unused] == [second]
+    assert {c["code"]: c["state"] for c in every} == {first: "expired", second: "unused"}
+    assert unknown.returncode == 1 and "no redemption code" in unknown.stderr
+
+
+READ_ONLY = [
+    ("users", "info", "alice"),
+    ("users", "info-key", "k" * 40),
+    ("users", "list"),
+    ("stats",),
+    ("ledger", "verify"),
+    ("ledger", "show", "alice"),
+    ("tasks", "list"),
+    ("tasks", "show", "t"),
+    ("codes", "list"),
+]
+
+
+@pytest.mark.parametrize("command", READ_ONLY, ids=" ".join)
+def test_read_only_commands_never_create_a_database(
+    run: Run, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run(
+        [MJCORE, *command],
+        env={k: v for k, v in os.environ.items() if not k.startswith("MJCORE_")},
+        cwd=elsewhere,  # the default URL, sqlite:///./mjcore.db, is relative to here
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: no database at {elsewhere / 'mjcore.db'} (MJCORE_DATABASE_URL="
+        "sqlite:///./mjcore.db); set MJCORE_DATABASE_URL, or create it with `mjcore migrate`"
+    ]
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_read_only_commands_refuse_a_schema_that_is_not_current(run: Run, db_path: Path) -> None:
+    assert run(MJCORE, "migrate").returncode == 0
+    with sqlite3.connect(db_path) as db:
+        db.execute(
+            "DELETE FROM schema_version WHERE version = (SELECT MAX(version) FROM schema_version)"
+        )
+        [(missing,)] = db.execute("SELECT MAX(version) + 1 FROM schema_version")
+
+    result = run(MJCORE, "stats")
+
+    assert result.returncode == 1
+    assert f"migrations [{missing}] are not applied): run `mjcore migrate`" in result.stderr
+    with sqlite3.connect(db_path) as db:  # nothing was migrated behind the operator's back
+        assert (missing,) not in list(db.execute("SELECT version FROM schema_version"))
+
+
+@pytest.mark.parametrize(
+    ("url", "driver", "extra"),
+    [
+        ("mysql://root:pw@127.0.0.1:3306/mjcore", "aiomysql", "mysql"),
+        ("postgresql://postgres:pw@127.0.0.1:5432/mjcore", "asyncpg", "postgres"),
+    ],
+)
+@pytest.mark.parametrize("command", [["stats"], ["users", "create", "x"], ["serve"]], ids=" ".join)
+def test_a_missing_driver_names_the_extra_to_install(
+    run: Run, url: str, driver: str, extra: str, command: list[str]
+) -> None:
+    # as if the driver were not installed: importing it fails
+    script = (
+        f"import sys; sys.modules[{driver!r}] = None\n"
+        "from entrypoints.cli import main\n"
+        f"sys.exit(main({command!r}))"
+    )
+
+    result = run(sys.executable, "-c", script, env={"MJCORE_DATABASE_URL": url})
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: {'PostgreSQL' if extra == 'postgres' else 'MySQL/MariaDB'} needs its driver"
+        f" {driver}, which is not installed: pip install 'mjcore[{extra}]'"
+    ]
+
+
+OVERFLOWS = [
+    (("users", "update-tokens", "KEY", "99999999999999999999"), 1),
+    (("users", "set-tokens", "alice", "99999999999999999999"), 1),
+    (("users", "grant", "alice", "99999999999999999999"), 1),
+    (("users", "create", "bob", "99999999999999999999"), 1),
+    (("codes", "create", "--credits", "99999999999999999999"), 1),
+    (("codes", "create", "--credits", "1", "--count", "99999999999999999999"), 1),
+    (("codes", "create", "--credits", "1", "--expires-days", "99999999999999999999"), 2),
+    (("users", "list", "--limit", "99999999999999999999"), 2),
+    (("users", "list", "--offset", "99999999999999999999"), 2),
+    (("codes", "list", "--limit", "99999999999999999999"), 2),
+    (("tasks", "list", "--limit", "99999999999999999999"), 2),
+    (("ledger", "show", "alice", "--limit", "99999999999999999999"), 2),
+    (("serve", "--port", "99999999999999999999"), 2),
+    (("serve", "--workers", "99999999999999999999"), 2),
+]
+
+
+def test_overflowing_numbers_are_a_clear_error_not_a_traceback(
+    run: Run, db_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    created_key(manage(run, "create", "alice", "5"))
+    monkeypatch.setenv("MJCORE_DATABASE_URL", f"sqlite:///{db_path}")
+
+    for argv, status in OVERFLOWS:  # in process: an uncaught exception would fail the test
+        try:
+            code = main(list(argv))
+        except SystemExit as exc:  # argparse's usage errors
+            code = int(str(exc.code))
+        message = capsys.readouterr().err.strip().splitlines()[-1]
+        assert code == status, (argv, message)
+        assert re.search(r"from \d+ to \d+", message), (argv, message)
+    assert json.loads(run(MJCORE, "users", "info", "alice", "--json").stdout)["credits"] == 5

@@ -11,6 +11,7 @@ from mjcore.errors import (
     BadCredentials,
     InvalidAmount,
     InvalidAppKey,
+    InvalidInput,
     InvalidUserName,
     UserNameTaken,
 )
@@ -172,3 +173,81 @@ async def test_a_name_that_is_not_exactly_the_accounts_cannot_log_in(
     with pytest.raises(BadCredentials):
         await accounts.login(store, name, "the right password")
     assert (await accounts.login(store, "alice", "the right password")).user_name == "alice"
+
+
+async def test_update_tokens_below_what_was_used_is_refused(store: Store, clock: FakeClock) -> None:
+    created = await accounts.create_account(store, clock, "alice", 10)
+    for _ in range(4):
+        await reserve_task(
+            store,
+            clock,
+            Prices(),
+            account_id=created.account.id,
+            provider=Provider.FIREWORKS,
+            action="generate",
+        )
+
+    with pytest.raises(InvalidAmount, match="balance would be -1"):
+        await accounts.update_tokens(store, clock, created.app_key, 3)
+    with pytest.raises(InvalidAmount, match="below the 4 tokens already used"):
+        await accounts.set_tokens(store, clock, "alice", 0)
+    exact = await accounts.set_tokens(store, clock, "alice", 4)
+
+    assert (exact.token_total, exact.credits) == (4, 0)
+    assert (await reports.verify_ledger(store)).ok
+
+
+async def test_set_tokens_and_grant_act_by_name_through_the_ledger(
+    store: Store, clock: FakeClock
+) -> None:
+    created = await accounts.create_account(store, clock, "alice", 10)
+
+    granted = await accounts.grant_credits(store, clock, "alice", 5)
+    adjusted = await accounts.set_tokens(store, clock, "alice", 40)
+
+    assert (granted.token_total, adjusted.token_total) == (15, 40)
+    async with store.unit_of_work(readonly=True) as uow:
+        entries = await uow.ledger.entries(created.account.id)
+    assert [(e.kind, e.delta, e.reference) for e in entries] == [
+        (EntryKind.GRANT, 10, "account:create"),
+        (EntryKind.GRANT, 5, "cli:grant"),
+        (EntryKind.ADJUST, 25, "cli:set-tokens"),
+    ]
+    assert (await reports.verify_ledger(store)).ok
+
+
+async def test_grant_is_refused_out_of_range_and_for_missing_accounts(
+    store: Store, clock: FakeClock
+) -> None:
+    await accounts.create_account(store, clock, "alice", accounts.MAX_TOKENS - 1)
+    await accounts.create_account(store, clock, "gone", 0)
+    await accounts.delete_account(store, clock, "gone")
+
+    for amount in (0, -1, accounts.MAX_TOKENS + 1):
+        with pytest.raises(InvalidAmount):
+            await accounts.grant_credits(store, clock, "alice", amount)
+    with pytest.raises(InvalidAmount, match="the most an account can hold"):
+        await accounts.grant_credits(store, clock, "alice", 2)
+    for name in ("nobody", "gone"):
+        with pytest.raises(AccountNotFound):
+            await accounts.grant_credits(store, clock, name, 1)
+        with pytest.raises(AccountNotFound):
+            await accounts.set_tokens(store, clock, name, 1)
+    assert (await accounts.grant_credits(store, clock, "alice", 1)).token_total == (
+        accounts.MAX_TOKENS
+    )
+
+
+async def test_an_account_is_found_by_name_or_by_key_but_never_guessed(
+    store: Store, clock: FakeClock
+) -> None:
+    alice = await accounts.create_account(store, clock, "alice", 1)
+    # a name that is another account's key: legal, and ambiguous
+    twin = await accounts.create_account(store, clock, alice.app_key, 1)
+
+    assert (await accounts.find_account(store, "alice")).id == alice.account.id
+    assert (await accounts.find_account(store, twin.app_key)).id == twin.account.id
+    with pytest.raises(InvalidInput, match="act by name"):
+        await accounts.find_account(store, alice.app_key)
+    with pytest.raises(AccountNotFound):
+        await accounts.find_account(store, "nobody")

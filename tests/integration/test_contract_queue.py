@@ -10,6 +10,7 @@ from attrs import evolve
 from mjcore.errors import (
     InsufficientCredits,
     InvalidInput,
+    ProviderNotConfigured,
     ProviderRejected,
     QueueFull,
     SubmissionUncertain,
@@ -20,7 +21,13 @@ from mjcore.midjourney import Attachment, EventType, ListenerEvent, MjAction
 from mjcore.ports import Store, Upload
 from mjcore.pricing import Prices
 from mjcore.services import accounts, reports, tasks
-from mjcore.services.midjourney import Handled, MidjourneyService, ParentRef, QueueLimits
+from mjcore.services.midjourney import (
+    Handled,
+    MidjourneyService,
+    ParentRef,
+    QueueLimits,
+    fail_job,
+)
 from mjcore.tasks import FailureKind, Provider, Task, TaskStatus
 
 from ..support import FakeClock
@@ -500,3 +507,76 @@ async def test_uploads_are_their_uploaders_alone(store: Store, clock: FakeClock)
     assert described.status is TaskStatus.SUBMITTED
     assert await mj.send_message(alice, name) == f"https://cdn/{name}"
     assert (await accounts.get_account_by_id(store, bob)).credits == 11
+
+
+async def test_the_operator_failing_a_running_job_refunds_once_and_frees_its_slot(
+    store: Store, clock: FakeClock
+) -> None:
+    mj, _ = _service(store, clock, concurrency=1, queue=2)
+    account_id = await _user(store, clock, 10)
+    running = await mj.imagine(account_id, "a fox")
+    waiting = await mj.imagine(account_id, "a cat")
+
+    failed = await fail_job(store, clock, running.task_id, "stuck at Discord")
+    again = await fail_job(store, clock, running.task_id, "stuck at Discord")
+
+    assert failed.status is TaskStatus.FAILURE and failed.refunded and not failed.holds_slot
+    assert again == failed  # nothing more: no second refund
+    assert await _holding(store) == 0  # the counters agree with the tasks
+    await mj.sweep()  # what a server does every few seconds: the waiting job starts
+    assert (await tasks.get_task(store, waiting.task_id)).status is TaskStatus.SUBMITTED
+    assert await _holding(store) == 1
+    assert (await accounts.get_account_by_id(store, account_id)).credits == 9
+    assert (await reports.verify_ledger(store)).ok
+
+
+async def test_the_operator_failing_a_waiting_job_gives_its_place_back(
+    store: Store, clock: FakeClock
+) -> None:
+    mj, _ = _service(store, clock, concurrency=1, queue=1)
+    account_id = await _user(store, clock, 10)
+    await mj.imagine(account_id, "a fox")
+    waiting = await mj.imagine(account_id, "a cat")
+
+    failed = await fail_job(store, clock, waiting.task_id, "cancelled")
+    third = await mj.imagine(account_id, "a dog")  # the one waiting place is free again
+
+    assert failed.status is TaskStatus.FAILURE and failed.refunded
+    assert third.status is TaskStatus.NOT_START
+    assert await _holding(store) == 1
+    assert (await accounts.get_account_by_id(store, account_id)).credits == 8
+
+
+async def test_the_operator_cannot_fail_a_finished_or_unknown_job(
+    store: Store, clock: FakeClock
+) -> None:
+    account_id = await _user(store, clock, 10)
+    done = await tasks.reserve_task(
+        store, clock, Prices(), account_id=account_id, provider=Provider.FIREWORKS, action="g"
+    )
+    await tasks.advance_task(store, clock, done.task_id, TaskStatus.SUCCESS)
+
+    unchanged = await fail_job(store, clock, done.task_id, "too late")
+
+    assert unchanged.status is TaskStatus.SUCCESS and not unchanged.refunded
+    with pytest.raises(TaskNotFound):
+        await fail_job(store, clock, "no-such-task", "x")
+    assert (await accounts.get_account_by_id(store, account_id)).credits == 9
+
+
+async def test_an_unavailable_provider_refuses_before_charging_or_recording(
+    store: Store, clock: FakeClock
+) -> None:
+    mj, provider = _service(store, clock)
+    mj.available = False
+    account_id = await _user(store, clock, 10)
+
+    with pytest.raises(ProviderNotConfigured):
+        await mj.imagine(account_id, "a fox")
+    with pytest.raises(ProviderNotConfigured):
+        await mj.upload(account_id, b"png", "image/png", ".png")
+
+    assert provider.submitted == []
+    assert (await tasks.list_tasks(store, account_id)).total == 0
+    async with store.unit_of_work(readonly=True) as uow:
+        assert [e.kind for e in await uow.ledger.entries(account_id)] == [EntryKind.GRANT]

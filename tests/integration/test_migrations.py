@@ -15,6 +15,7 @@ from adapters.sql import SqlStore
 from adapters.sql.dialect import MYSQL, POSTGRES, SQLITE
 from adapters.sql.migrations import load
 from entrypoints.bootstrap import open_store
+from mjcore.ports import Store
 
 from ..support import MYSQL_URL, POSTGRES_URL, store_params
 
@@ -135,3 +136,29 @@ async def test_racing_processes_migrate_once(fresh_url: str) -> None:
     applied = sorted(v for result in results for v in result)
     assert applied == sorted({v for result in results for v in result})  # nothing twice
     assert len([r for r in results if r]) == 1
+
+
+async def test_pending_migrations_reads_without_creating_anything(fresh_url: str) -> None:
+    store = await open_store(fresh_url)
+    assert isinstance(store, SqlStore)
+    shipped = [m.version for m in load(store.db.dialect)]
+    try:
+        before = list(await store.pending_migrations())
+        twice = list(await store.pending_migrations())  # still nothing created to find
+        await store.migrate()
+        after = list(await store.pending_migrations())
+        async with store.db.connection() as conn:
+            await conn.begin(readonly=False)
+            await conn.execute(f"DELETE FROM schema_version WHERE version = {shipped[-1]}")
+            await conn.commit()
+        behind = list(await store.pending_migrations())
+    finally:
+        await store.close()
+
+    assert before == twice == shipped
+    assert after == []
+    assert behind == [shipped[-1]]
+
+
+async def test_a_migrated_store_has_nothing_pending(store: Store) -> None:
+    assert list(await store.pending_migrations()) == []

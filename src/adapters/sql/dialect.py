@@ -28,6 +28,7 @@ class Dialect:
     paramstyle: Paramstyle
     for_update: str  # appended to a locking SELECT
     if_absent: str  # INSERT ... {if_absent}: keep the existing row on a duplicate {key}
+    table_exists: str  # a query with :name giving a row if that table exists
     migration_lock: str | None = None
     migration_unlock: str | None = None
     datetimes_as_text: bool = False
@@ -85,6 +86,7 @@ SQLITE = Dialect(
     paramstyle=Paramstyle.QMARK,
     for_update="",  # BEGIN IMMEDIATE already holds the write lock
     if_absent=" ON CONFLICT ({key}) DO NOTHING",
+    table_exists="SELECT name FROM sqlite_master WHERE type = 'table' AND name = :name",
     datetimes_as_text=True,
 )
 
@@ -93,6 +95,8 @@ MYSQL = Dialect(
     paramstyle=Paramstyle.FORMAT,
     for_update=" FOR UPDATE",
     if_absent=" ON DUPLICATE KEY UPDATE {key} = {key}",  # INSERT IGNORE would warn
+    table_exists="SELECT table_name FROM information_schema.tables"
+    " WHERE table_schema = DATABASE() AND table_name = :name",
     migration_lock="SELECT GET_LOCK('mjcore_migrate', 120)",
     migration_unlock="SELECT RELEASE_LOCK('mjcore_migrate')",
 )
@@ -102,5 +106,7 @@ POSTGRES = Dialect(
     paramstyle=Paramstyle.NUMERIC,
     for_update=" FOR UPDATE",
     if_absent=" ON CONFLICT ({key}) DO NOTHING",
+    table_exists="SELECT table_name FROM information_schema.tables"
+    " WHERE table_schema = current_schema() AND table_name = :name",
     migration_lock="SELECT pg_advisory_xact_lock(7316001)",
 )

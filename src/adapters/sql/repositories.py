@@ -253,6 +253,34 @@ class SqlCodes:
         )
         return matched == 1
 
+    async def expire(self, code: str, now: datetime) -> bool:
+        matched = await self.db.execute(
+            "UPDATE redemption_code SET expires_at = :now"
+            " WHERE code = :code AND redeemed_by IS NULL"
+            " AND (expires_at IS NULL OR expires_at > :now)",
+            now=now,
+            code=code,
+        )
+        return matched == 1
+
+    async def list(
+        self, limit: int, offset: int = 0, *, redeemable_at: datetime | None = None
+    ) -> Sequence[RedemptionCode]:
+        where = (
+            ""
+            if redeemable_at is None
+            else " WHERE redeemed_by IS NULL AND (expires_at IS NULL OR expires_at > :now)"
+        )
+        rows = await self.db.all(
+            "SELECT code, credits, created_at, expires_at, redeemed_by, redeemed_at"
+            f" FROM redemption_code{where}"
+            " ORDER BY created_at DESC, code LIMIT :limit OFFSET :offset",
+            now=redeemable_at,
+            limit=limit,
+            offset=offset,
+        )
+        return [_code(row, self.db) for row in rows]
+
 
 _TASK_COLUMNS = (
     "task_id, account_id, provider, action, prompt, cost, created_at, status, params,"

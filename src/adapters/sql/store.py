@@ -9,7 +9,7 @@ from types import TracebackType
 from attrs import define, field
 
 from .database import Connection, Database
-from .migrations import apply_migrations
+from .migrations import apply_migrations, pending_migrations
 from .repositories import (
     SqlAccounts,
     SqlCodes,
@@ -101,6 +101,9 @@ class SqlStore:
 
     async def migrate(self) -> Sequence[int]:
         return await apply_migrations(self.db)
+
+    async def pending_migrations(self) -> Sequence[int]:
+        return await pending_migrations(self.db)
 
     async def close(self) -> None:
         await self.db.close()

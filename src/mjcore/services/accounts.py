@@ -10,7 +10,14 @@ from attrs import define, evolve, frozen
 from ..accounts import USER_NAME, Account, check_user_name, digest_app_key, new_app_key
 from ..clock import Clock
 from ..codes import Redemption
-from ..errors import AccountNotFound, AccountUnavailable, BadCredentials, InvalidAppKey
+from ..errors import (
+    AccountNotFound,
+    AccountUnavailable,
+    BadCredentials,
+    InvalidAmount,
+    InvalidAppKey,
+    InvalidInput,
+)
 from ..limits import Whole
 from ..passwords import DECOY_HASH, check_password, hash_password, verify_password
 from ..ports import NewAccount, Store, TaskQuery, UnitOfWork
@@ -30,6 +37,7 @@ class CreatedAccount:
 
 
 TOKENS = Whole("token total", 0, MAX_TOKENS)
+GRANT = Whole("credits", 1, MAX_TOKENS)
 
 
 async def create_account(
@@ -108,27 +116,108 @@ async def _locked_by_key(uow: UnitOfWork, app_key: str) -> Account:
     return account
 
 
+async def _locked_live(uow: UnitOfWork, user_name: str) -> Account:
+    account = await uow.accounts.by_name(user_name, for_update=True)
+    if account is None or account.deleted_at is not None:
+        raise AccountNotFound(f"no account named {user_name!r}")
+    return account
+
+
+async def find_account(store: Store, name_or_key: str) -> Account:
+    """The account named ``name_or_key``, else the one holding it as its app key.
+
+    A text that names one account and is another's key is refused as ambiguous
+    (:class:`InvalidInput`) rather than guessed.
+    """
+    async with store.unit_of_work(readonly=True) as uow:
+        by_name = await uow.accounts.by_name(name_or_key)
+        by_key = await uow.accounts.by_key_digest(digest_app_key(name_or_key))
+    if by_name is not None and by_key is not None and by_name.id != by_key.id:
+        raise InvalidInput(
+            f"{name_or_key!r} is the name of {by_name.user_name!r} and the app key of"
+            f" {by_key.user_name!r}: act by name"
+        )
+    account = by_name or by_key
+    if account is None:
+        raise AccountNotFound(f"no account has the name or app key {name_or_key!r}")
+    return account
+
+
 async def update_tokens(store: Store, clock: Clock, app_key: str, total: int) -> Account:
-    """Set ``token_total``; the difference is written to the ledger as an adjustment."""
+    """Set ``token_total`` of the account holding ``app_key`` (an adjust entry)."""
     TOKENS.check(total)
-    now = clock()
     async with store.unit_of_work() as uow:
-        account = await _locked_by_key(uow, app_key)
-        await credits.adjust(uow, account.id, total - account.token_total, "cli:update-tokens", now)
-        updated = await uow.accounts.get(account.id)
+        locked = await _locked_by_key(uow, app_key)
+        account = await _adjust(uow, clock, locked, total, "cli:update-tokens")
         await uow.commit()
-    assert updated is not None
+    return account
+
+
+async def set_tokens(store: Store, clock: Clock, user_name: str, total: int) -> Account:
+    """Set ``token_total`` of the live account ``user_name`` (an adjust entry)."""
+    TOKENS.check(total)
+    async with store.unit_of_work() as uow:
+        locked = await _locked_live(uow, user_name)
+        account = await _adjust(uow, clock, locked, total, "cli:set-tokens")
+        await uow.commit()
+    return account
+
+
+async def _adjust(
+    uow: UnitOfWork, clock: Clock, account: Account, total: int, reference: str
+) -> Account:
+    """Set the locked ``account``'s total; refused below its usage (a negative balance)."""
+    if total < account.token_use:
+        raise InvalidAmount(
+            f"a token total of {total} is below the {account.token_use} tokens already used"
+            f" (the balance would be {total - account.token_use}); reset the usage first"
+        )
+    await credits.adjust(uow, account.id, total - account.token_total, reference, clock())
+    return await _reread(uow, account.id)
+
+
+async def grant_credits(store: Store, clock: Clock, user_name: str, credits_: int) -> Account:
+    """Add ``credits_`` to the live account ``user_name`` (a grant entry)."""
+    GRANT.check(credits_)
+    async with store.unit_of_work() as uow:
+        account = await _locked_live(uow, user_name)
+        if account.token_total + credits_ > MAX_TOKENS:
+            raise InvalidAmount(
+                f"{account.user_name!r} holds {account.token_total}: adding {credits_} would"
+                f" pass the most an account can hold ({MAX_TOKENS})"
+            )
+        await credits.grant(uow, account.id, credits_, "cli:grant", clock())
+        updated = await _reread(uow, account.id)
+        await uow.commit()
     return updated
 
 
 async def reset_usage(store: Store, clock: Clock, app_key: str) -> Account:
-    """Set ``token_use`` to 0; the credits it gives back are written as a reset entry."""
-    now = clock()
+    """Set ``token_use`` to 0 for the account holding ``app_key`` (a reset entry)."""
     async with store.unit_of_work() as uow:
-        account = await _locked_by_key(uow, app_key)
-        await credits.reset(uow, account.id, account.token_use, "cli:reset-usage", now)
-        updated = await uow.accounts.get(account.id)
+        account = await _reset(uow, clock, await _locked_by_key(uow, app_key))
         await uow.commit()
+    return account
+
+
+async def reset_usage_of(store: Store, clock: Clock, account_id: int) -> Account:
+    """Set ``token_use`` to 0 (a reset entry): the credits it used come back."""
+    async with store.unit_of_work() as uow:
+        account = await uow.accounts.get(account_id, for_update=True)
+        if account is None:
+            raise AccountNotFound(f"no account with id {account_id}")
+        account = await _reset(uow, clock, account)
+        await uow.commit()
+    return account
+
+
+async def _reset(uow: UnitOfWork, clock: Clock, account: Account) -> Account:
+    await credits.reset(uow, account.id, account.token_use, "cli:reset-usage", clock())
+    return await _reread(uow, account.id)
+
+
+async def _reread(uow: UnitOfWork, account_id: int) -> Account:
+    updated = await uow.accounts.get(account_id)
     assert updated is not None
     return updated
 
@@ -142,15 +231,12 @@ async def _update_flags(
     working (a new password or key must end what the old one let in).
     """
     async with store.unit_of_work() as uow:
-        account = await uow.accounts.by_name(user_name, for_update=True)
-        if account is None or account.deleted_at is not None:
-            raise AccountNotFound(f"no account named {user_name!r}")
+        account = await _locked_live(uow, user_name)
         if end_sessions:
             flags["token_version"] = account.token_version + 1
         await uow.accounts.update_flags(account.id, clock(), **flags)
-        updated = await uow.accounts.get(account.id)
+        updated = await _reread(uow, account.id)
         await uow.commit()
-    assert updated is not None
     return updated
 
 

@@ -21,10 +21,13 @@ from ..errors import (
     CodeNotFound,
     Conflict,
 )
+from ..limits import Whole
 from ..ports import Store
 from . import credits
 
 _ISSUE_ATTEMPTS = 3
+LIST_LIMIT = Whole("limit", 1, 100_000)
+LIST_OFFSET = Whole("offset", 0, 10**9)
 
 
 async def issue_codes(
@@ -82,3 +85,30 @@ async def redeem_code(store: Store, clock: Clock, account_id: int, text: str) ->
         await uow.commit()
     assert after is not None
     return Redemption(found.credits, after.credits)
+
+
+async def list_codes(
+    store: Store, clock: Clock, limit: int, offset: int = 0, *, unused_only: bool = False
+) -> list[RedemptionCode]:
+    """Codes, newest first; ``unused_only``: those that can still be redeemed now."""
+    LIST_LIMIT.check(limit)
+    LIST_OFFSET.check(offset)
+    async with store.unit_of_work(readonly=True) as uow:
+        found = await uow.codes.list(limit, offset, redeemable_at=clock() if unused_only else None)
+    return list(found)
+
+
+async def disable_code(store: Store, clock: Clock, text: str) -> RedemptionCode:
+    """Stop an unused code from being redeemed: it expires now (one guarded update, so a
+    redemption at the same moment either wins or finds it expired). A code that has
+    already expired stays as it is; a redeemed one raises :class:`CodeAlreadyRedeemed`."""
+    code = normalize_code(text)
+    async with store.unit_of_work() as uow:
+        await uow.codes.expire(code, clock())
+        found = await uow.codes.get(code)
+        await uow.commit()
+    if found is None:
+        raise CodeNotFound(f"no redemption code {code}")
+    if found.redeemed_by is not None:
+        raise CodeAlreadyRedeemed(f"code {code} was already redeemed; it cannot be disabled")
+    return found

@@ -5,7 +5,13 @@ from __future__ import annotations
 from attrs import define, frozen
 
 from ..clock import Clock
-from ..errors import ContentFiltered, InvalidTransition, ProviderError, ProviderTimeout
+from ..errors import (
+    ContentFiltered,
+    InvalidTransition,
+    ProviderError,
+    ProviderNotConfigured,
+    ProviderTimeout,
+)
 from ..limits import Text, Whole
 from ..ports import ImageGenerator, ImageRequest, ImageStore, Store
 from ..pricing import Prices
@@ -109,8 +115,11 @@ class ImageService:
     prices: Prices
     generator: ImageGenerator
     images: ImageStore
+    available: bool = True  # False: no provider credentials; refused before any charge
 
     async def generate(self, account_id: int, request: ImageRequest) -> Generated:
+        if not self.available:
+            raise ProviderNotConfigured("image generation is not available on this server")
         return await generate_image(
             self.store, self.clock, self.prices, self.generator, self.images, account_id, request
         )

@@ -21,6 +21,7 @@ from ..errors import (
     InvalidInput,
     InvalidTransition,
     ProviderError,
+    ProviderNotConfigured,
     QueueFull,
     SubmissionUncertain,
     TaskNotFound,
@@ -114,6 +115,11 @@ class MidjourneyService:
     limits: QueueLimits
     banned_words: tuple[str, ...] = ()
     allowed_parameters: frozenset[str] = frozenset()  # of COSTLY_PARAMETERS
+    available: bool = True  # False: no Discord credentials; every job is refused up front
+
+    def _check_available(self) -> None:
+        if not self.available:
+            raise ProviderNotConfigured("Midjourney is not available on this server")
 
     # -- accepting jobs -------------------------------------------------------------
 
@@ -160,6 +166,7 @@ class MidjourneyService:
     ) -> UploadResult:
         """Hand an image to Discord under a fresh trigger id (free; no task), as the
         caller's: only they may describe it or post it."""
+        self._check_available()
         trigger_id = new_trigger_id()
         upload = await self.provider.upload(f"{trigger_id}{suffix}", data, content_type)
         record = UploadRecord(trigger_id, account_id, upload.upload_filename, self.clock())
@@ -171,6 +178,7 @@ class MidjourneyService:
     async def send_message(self, account_id: int, upload_filename: str) -> str:
         """Post one of the caller's uploads as a message; its public URL."""
         await self._own_upload(account_id, upload_filename)
+        self._check_available()
         return await self.provider.send_message(upload_filename)
 
     async def _own_upload(self, account_id: int, upload_filename: str) -> UploadRecord:
@@ -231,6 +239,7 @@ class MidjourneyService:
         )
 
     async def _start(self, draft: Task) -> Task:
+        self._check_available()  # before admission: nothing charged, nothing recorded
         task = await self._admit(draft)
         if not task.holds_slot:
             return task  # waiting; dispatched when a slot frees
@@ -283,14 +292,9 @@ class MidjourneyService:
             if current.status.terminal:
                 return Ending(current, [], changed=False)
             task = await lifecycle.end_in(uow, current, now, failure, **changes)
-            running = queue.running
-            if current.holds_slot and await uow.tasks.set_holds_slot(task_id, False):
-                task = evolve(task, holds_slot=False)
-                running -= 1
-                await uow.queue.change(MJ, running=-1)
-            if current.status is TaskStatus.NOT_START:
-                await uow.queue.change(MJ, waiting=-1)
-            promoted = await self._fill(uow, now, running)
+            task = await _leave_queue(uow, current, task)
+            freed = current.holds_slot and not task.holds_slot
+            promoted = await self._fill(uow, now, queue.running - int(freed))
             await uow.commit()
         return Ending(task, promoted, changed=True)
 
@@ -471,6 +475,40 @@ def _failure(event: ListenerEvent) -> Failure:
         case EventType.FILTERED:
             return Failure("Midjourney filtered the result", FailureKind.FILTERED)
     return Failure(f"Midjourney stopped the job: {event.reason}")
+
+
+async def _leave_queue(uow: UnitOfWork, current: Task, ended: Task) -> Task:
+    """Give back the slot or the waiting place ``current`` held, now that it has ended
+    (the caller holds the queue lock)."""
+    if current.holds_slot and await uow.tasks.set_holds_slot(current.task_id, False):
+        ended = evolve(ended, holds_slot=False)
+        await uow.queue.change(MJ, running=-1)
+    if current.status is TaskStatus.NOT_START:
+        await uow.queue.change(MJ, waiting=-1)
+    return ended
+
+
+async def fail_job(
+    store: Store, clock: Clock, task_id: str, reason: str, kind: FailureKind = FailureKind.ERROR
+) -> Task:
+    """End any provider's task without result, as the operator: refunded exactly once
+    through the lifecycle, and a Midjourney job gives its slot or waiting place back in
+    the same transaction (a server's sweep starts what waits). A task that already ended
+    is returned unchanged."""
+    async with store.unit_of_work() as uow:
+        seen = await uow.tasks.get(task_id)
+        if seen is None:
+            raise TaskNotFound(f"no task {task_id}")
+        if seen.provider is MJ:
+            await uow.queue.lock(MJ)  # the queue row before the task row, as everywhere
+        current = await lifecycle.locked(uow, task_id)
+        if current.status.terminal:
+            return current
+        task = await lifecycle.end_in(uow, current, clock(), Failure(reason, kind))
+        if current.provider is MJ:
+            task = await _leave_queue(uow, current, task)
+        await uow.commit()
+    return task
 
 
 async def _fresh_trigger(uow: UnitOfWork) -> str:

@@ -6,9 +6,11 @@ from datetime import timedelta
 
 from attrs import define, frozen
 
+from ..accounts import Account
 from ..clock import Clock
 from ..codes import CODE_EXPIRY_DAYS, RedemptionCode
-from ..ledger import LedgerReport, report
+from ..errors import AccountNotFound
+from ..ledger import LedgerEntry, LedgerReport, report
 from ..ports import Counts, QueueCounts, Store, TaskQuery
 from ..tasks import Provider, Task, TaskStatus
 from . import codes
@@ -41,6 +43,22 @@ async def verify_queue(store: Store, provider: Provider = Provider.MIDJOURNEY) -
             await uow.tasks.count_holding(provider), await uow.tasks.count_waiting(provider)
         )
     return QueueCheck(provider, counters, actual)
+
+
+@frozen
+class AccountLedger:
+    account: Account
+    entries: tuple[LedgerEntry, ...]  # oldest first
+
+
+async def account_ledger(store: Store, user_name: str) -> AccountLedger:
+    """An account (deleted ones too: their ledger stays) and every entry of its balance."""
+    async with store.unit_of_work(readonly=True) as uow:
+        account = await uow.accounts.by_name(user_name)
+        if account is None:
+            raise AccountNotFound(f"no account named {user_name!r}")
+        entries = await uow.ledger.entries(account.id)
+    return AccountLedger(account, tuple(entries))
 
 
 async def verify_ledger(store: Store) -> LedgerReport:

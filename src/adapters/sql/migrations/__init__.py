@@ -76,6 +76,22 @@ async def apply_migrations(db: Database) -> list[int]:
     return pending
 
 
+async def pending_migrations(db: Database) -> list[int]:
+    """The shipped versions ``schema_version`` does not list yet; reads only."""
+    shipped = [m.version for m in load(db.dialect)]
+    async with db.connection() as conn:
+        session = Session(conn, db.dialect)
+        await conn.begin(readonly=True)
+        try:
+            if not await session.all(db.dialect.table_exists, name="schema_version"):
+                return shipped
+            rows = await session.all("SELECT version FROM schema_version")
+        finally:
+            await conn.rollback()
+    applied = {int(row["version"]) for row in rows}
+    return [version for version in shipped if version not in applied]
+
+
 async def _apply(conn: Connection, session: Session, migration: Migration) -> None:
     for statement in migration.statements:
         await conn.execute(statement)
