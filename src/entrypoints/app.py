@@ -58,6 +58,19 @@ async def image(request: Request) -> Response:
     return Response(found.data, media_type=found.content_type, headers=headers)
 
 
+def printable(text: str) -> str:
+    """``text`` safe for a log line: control and other unprintable characters (CR, LF, ESC,
+    U+2028…) and ``%`` itself percent-encoded, so a path cannot forge lines or colours."""
+    if text.isprintable() and "%" not in text:
+        return text
+    return "".join(
+        c
+        if c.isprintable() and c != "%"
+        else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
+        for c in text
+    )
+
+
 class AccessLog:
     """Method, path, status, time. Never the query string or headers: they carry secrets."""
 
@@ -81,7 +94,8 @@ class AccessLog:
             await self.app(scope, receive, remember)
         finally:
             elapsed = (time.perf_counter() - started) * 1000
-            access_log.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed)
+            method, path = printable(scope["method"]), printable(scope["path"])
+            access_log.info("%s %s %d %.1fms", method, path, status, elapsed)
 
 
 async def sweep(services: AppServices) -> None:
