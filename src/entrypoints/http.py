@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import cattrs
@@ -66,9 +66,34 @@ def app_services(request: Request) -> AppServices:
     return services
 
 
+class TooLarge(Exception):
+    """The request body is over its limit; the surface answers 413."""
+
+
+async def capped_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The body as it arrives, :class:`TooLarge` as soon as it passes ``limit`` bytes.
+
+    A declared ``Content-Length`` over the limit is refused before a byte is read; a chunked
+    body is counted chunk by chunk, so an endless one costs at most ``limit`` bytes.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the body must be at most {limit} bytes")
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"the body must be at most {limit} bytes")
+        yield chunk
+
+
 async def json_body(request: Request) -> Any:
-    """The request's JSON object, or :class:`BadRequest`."""
-    raw = await request.body()
+    """The request's JSON object (at most ``MJCORE_MAX_BODY_BYTES``), or :class:`BadRequest`
+    (:class:`TooLarge` over the cap)."""
+    limit = app_services(request).core.settings.max_body_bytes
+    raw = bytearray()
+    async for chunk in capped_stream(request, limit):
+        raw += chunk
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):

@@ -33,6 +33,7 @@ from .http import (
     Doc,
     Handler,
     Operation,
+    TooLarge,
     answer,
     app_services,
     bearer_token,
@@ -105,6 +106,8 @@ def error_response(exc: Exception) -> JSONResponse:
             return _error(400, f"兑换码格式错误 ({exc})")
         case BadRequest() | InvalidInput():
             return _error(400, f"请求参数错误 ({exc})")
+        case TooLarge():
+            return _error(413, f"请求体过大 ({exc})")
         case InsufficientCredits():
             return _error(402, "积分不足 (not enough credits)")
         case ContentFiltered():

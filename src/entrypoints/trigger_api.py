@@ -30,6 +30,7 @@ from .http import (
     Doc,
     Handler,
     Operation,
+    TooLarge,
     answer,
     app_services,
     bearer_token,
@@ -78,10 +79,6 @@ class CallbackForbidden(Exception):
 
 class CallbackDisabled(Exception):
     """No callback secret is configured: the HTTP callback does not exist."""
-
-
-class TooLarge(Exception):
-    pass
 
 
 def _detail(status: int, detail: str, code: int | None = None, **extra: Any) -> JSONResponse:
