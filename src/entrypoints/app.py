@@ -13,7 +13,7 @@ from typing import Any
 from attrs import define
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -32,6 +32,10 @@ from .settings import Settings
 from .trigger_api import trigger_routes
 
 log = logging.getLogger("mjcore.app")
+IMAGE_HEADERS = {  # a name is never reused: a stored image never changes
+    "Cache-Control": "public, max-age=31536000, immutable",
+    "X-Content-Type-Options": "nosniff",
+}
 access_log = logging.getLogger("mjcore.access")
 
 
@@ -54,8 +58,8 @@ async def image(request: Request) -> Response:
     found = await app_services(request).image_store.load(request.path_params["name"])
     if found is None:
         return JSONResponse({"error": "image not found"}, status_code=404)
-    headers = {"Cache-Control": "public, max-age=31536000, immutable"}
-    return Response(found.data, media_type=found.content_type, headers=headers)
+    # streamed from the file in chunks; the type is the stored one, never sniffed
+    return FileResponse(found.path, media_type=found.content_type, headers=IMAGE_HEADERS)
 
 
 def printable(text: str) -> str:

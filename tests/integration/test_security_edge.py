@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from adapters.images import LocalImageStore
+
 from ..e2e import new_user
+from ..fakes.images import png
 from ..inprocess import in_process
 
 
@@ -75,3 +78,23 @@ async def test_finding_3_a_body_at_the_cap_is_still_read(tmp_path: Path) -> None
 
     assert fits.status_code == 401  # parsed, and the login failed
     assert too_big.status_code == 413
+
+
+async def test_finding_10_images_are_streamed_from_their_file_with_nosniff_and_immutable_cache(
+    tmp_path: Path,
+) -> None:
+    async with in_process({}, tmp_path) as app:
+        images = LocalImageStore(Path(app.settings.image_dir), app.settings.public_url)
+        name = (await images.save(png(), "image/png")).rsplit("/", 1)[-1]
+        stored = await images.load(name)
+        served = await app.client.get(f"/images/{name}")
+        missing = await app.client.get(f"/images/{'A' * 32}.png")
+        sneaky = await app.client.get("/images/..%2fmjcore.db")
+
+    assert stored is not None and stored.path == tmp_path / "images" / name
+    assert served.status_code == 200 and served.content == png()
+    assert served.headers["content-type"] == "image/png"
+    assert served.headers["x-content-type-options"] == "nosniff"
+    assert served.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert served.headers["content-length"] == str(len(png()))
+    assert missing.status_code == 404 and sneaky.status_code == 404

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -76,3 +77,42 @@ def test_finding_3_a_300_mb_login_body_keeps_the_server_under_200_mb(tmp_path: P
     assert declared_status == 413 and b'"error"' in declared_body
     assert sampler.peak < 200 * MiB
     assert healthy == 200
+
+
+def _drain(served: Served, path: str) -> tuple[int, int, str]:
+    """GET ``path`` and read the body 1 MiB at a time: status, bytes, Cache-Control."""
+    connection = http.client.HTTPConnection(urlsplit(served.url).netloc, timeout=60)
+    try:
+        connection.request("GET", path)
+        answer = connection.getresponse()
+        size = 0
+        while chunk := answer.read(MiB):
+            size += len(chunk)
+        return answer.status, size, answer.getheader("x-content-type-options", "")
+    finally:
+        connection.close()
+
+
+def test_finding_10_ten_concurrent_gets_of_a_40_mb_image_do_not_load_it_whole(
+    tmp_path: Path,
+) -> None:
+    size = 40 * MiB
+    images = tmp_path / "images"
+    images.mkdir()
+    name = "B" * 32 + ".png"
+    with (images / name).open("wb") as out:
+        out.write(b"\x89PNG\r\n\x1a\n")
+        out.truncate(size)
+    with mjcore_serve({"MJCORE_LOG_LEVEL": "WARNING"}, tmp_path) as served:
+        assert _drain(served, f"/images/{name}")[0] == 200  # warm: first-request imports
+        sampler = Sampler(lambda: rss_bytes(served.pid))
+        with sampler.running(), ThreadPoolExecutor(10) as pool:
+            fetched = list(pool.map(lambda _: _drain(served, f"/images/{name}"), range(10)))
+
+    growth = sampler.peak - sampler.first
+    print(
+        f"\nRSS serving a 40 MB image 10x at once: first {sampler.first / MiB:.0f} MiB,"
+        f" peak {sampler.peak / MiB:.0f} MiB (+{growth / MiB:.1f} MiB)"
+    )
+    assert fetched == [(200, size, "nosniff")] * 10
+    assert growth < 40 * MiB  # less than one copy of the file; the old code held ten
