@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 from adapters.images import LocalImageStore
+from entrypoints.ratelimit import RateLimitStorageUnavailable, open_rate_limits
+from entrypoints.settings import Settings
 
 from ..e2e import new_user
 from ..fakes.images import png
-from ..inprocess import in_process
+from ..inprocess import BASE_URL, in_process
 
 
 async def test_finding_15_access_log_escapes_control_characters_in_the_path(
@@ -98,3 +104,144 @@ async def test_finding_10_images_are_streamed_from_their_file_with_nosniff_and_i
     assert served.headers["cache-control"] == "public, max-age=31536000, immutable"
     assert served.headers["content-length"] == str(len(png()))
     assert missing.status_code == 404 and sneaky.status_code == 404
+
+
+@asynccontextmanager
+async def from_addresses(
+    env: dict[str, str], home: Path
+) -> AsyncIterator[Callable[[str], httpx.AsyncClient]]:
+    """The app built from ``env``; ``client(address)`` is a client calling from there."""
+    async with in_process(env, home) as app:
+        clients: dict[str, httpx.AsyncClient] = {}
+
+        def client(address: str) -> httpx.AsyncClient:
+            if address not in clients:
+                transport = httpx.ASGITransport(app=app.app, client=(address, 40000))
+                clients[address] = httpx.AsyncClient(transport=transport, base_url=BASE_URL)
+            return clients[address]
+
+        try:
+            yield client
+        finally:
+            for opened in clients.values():
+                await opened.aclose()
+
+
+def _login(name: str, password: str = "wrong-password") -> dict[str, str]:
+    return {"username": name, "password": password}
+
+
+def _assert_429(response: httpx.Response, shape: str) -> None:
+    assert response.status_code == 429, response.text
+    assert set(response.json()) == ({"error"} if shape == "error" else {"detail", "code"})
+    assert 1 <= int(response.headers["retry-after"]) <= 60
+
+
+async def test_finding_4_logins_are_limited_per_client_address(tmp_path: Path) -> None:
+    env = {"MJCORE_LOGIN_RATE_PER_ADDRESS": "3/minute"}
+    async with from_addresses(env, tmp_path) as client:
+        first = [
+            await client("10.0.0.1").post("/api/login", json=_login(f"name{i}")) for i in range(3)
+        ]
+        fourth = await client("10.0.0.1").post("/api/login", json=_login("name9"))
+        elsewhere = await client("10.0.0.2").post("/api/login", json=_login("name9"))
+
+    assert [r.status_code for r in first] == [401, 401, 401]
+    _assert_429(fourth, "error")
+    assert elsewhere.status_code == 401
+
+
+async def test_finding_4_logins_are_limited_per_user_name_from_any_address(
+    tmp_path: Path,
+) -> None:
+    env = {"MJCORE_LOGIN_RATE_PER_NAME": "2/minute"}
+    async with from_addresses(env, tmp_path) as client:
+        registered = await client("10.0.1.1").post(
+            "/api/register", json=_login("alice", "alice-password")
+        )
+        guesses = [
+            await client(f"10.0.1.{i}").post("/api/login", json=_login("alice")) for i in (2, 3)
+        ]
+        # even the right password waits: the name is under attack
+        blocked = await client("10.0.1.4").post(
+            "/api/login", json=_login("alice", "alice-password")
+        )
+        other = await client("10.0.1.5").post("/api/login", json=_login("bob"))
+
+    assert registered.status_code == 200
+    assert [r.status_code for r in guesses] == [401, 401]
+    _assert_429(blocked, "error")
+    assert other.status_code == 401
+
+
+async def test_finding_4_registrations_are_limited_per_address_and_per_name(
+    tmp_path: Path,
+) -> None:
+    env = {
+        "MJCORE_REGISTER_RATE_PER_ADDRESS": "2/minute",
+        "MJCORE_REGISTER_RATE_PER_NAME": "2/minute",
+    }
+    async with from_addresses(env, tmp_path) as client:
+        one = client("10.0.2.1")
+        made = [await one.post("/api/register", json=_login(f"new{i}")) for i in range(2)]
+        third = await one.post("/api/register", json=_login("new2"))
+        taken = [
+            await client(f"10.0.2.{i}").post("/api/register", json=_login("new0")) for i in (2, 3)
+        ]
+
+    assert [r.status_code for r in made] == [200, 200]
+    _assert_429(third, "error")
+    assert taken[0].status_code == 400  # the name is taken: a second try on it
+    _assert_429(taken[1], "error")  # and a third
+
+
+async def test_finding_14_failed_admin_logins_are_limited_per_address(tmp_path: Path) -> None:
+    env = {
+        "MJCORE_ADMIN_USERNAME": "root",
+        "MJCORE_ADMIN_PASSWORD": "a-long-admin-password",
+        "MJCORE_ADMIN_FAILURE_RATE_PER_ADDRESS": "3/minute",
+    }
+    right, wrong = ("root", "a-long-admin-password"), ("root", "guess")
+    async with from_addresses(env, tmp_path) as client:
+        attacker = client("10.0.3.1")
+        probes = [await attacker.get("/api/admin/stats") for _ in range(5)]  # no credentials
+        guesses = [await attacker.get("/api/admin/stats", auth=wrong) for _ in range(3)]
+        locked = await attacker.get("/api/admin/stats", auth=right)
+        admin = await client("10.0.3.2").get("/api/admin/stats", auth=right)
+
+    assert [r.status_code for r in probes + guesses] == [401] * 8
+    _assert_429(locked, "error")  # even the right password, from this address, for a while
+    assert admin.status_code == 200
+
+
+REDIS_URL = os.environ.get("MJCORE_TEST_REDIS_URL")
+needs_redis = pytest.mark.skipif(
+    REDIS_URL is None, reason="MJCORE_TEST_REDIS_URL is not set (CI sets it)"
+)
+
+
+@needs_redis
+async def test_finding_4_with_redis_storage_two_apps_share_the_login_limits(
+    tmp_path: Path,
+) -> None:
+    assert REDIS_URL is not None
+    env = {
+        "MJCORE_DATABASE_URL": f"sqlite:///{tmp_path / 'shared.db'}",
+        "MJCORE_RATE_LIMIT_STORAGE": REDIS_URL,
+        "MJCORE_LOGIN_RATE_PER_NAME": "3/minute",
+    }
+    name = f"redis_{secrets.token_hex(6)}"  # fresh counters on a shared Redis
+    async with in_process(env, tmp_path / "one") as one, in_process(env, tmp_path / "two") as two:
+        answers = [
+            await app.client.post("/api/login", json=_login(name)) for app in (one, two, one, two)
+        ]
+
+    assert [r.status_code for r in answers[:3]] == [401, 401, 401]
+    _assert_429(answers[3], "error")
+
+
+async def test_an_unreachable_rate_limit_storage_stops_start_up_without_its_password() -> None:
+    settings = Settings(rate_limit_storage="redis://:hunter2-secret@127.0.0.1:1/0")
+    with pytest.raises(RateLimitStorageUnavailable) as caught:
+        await open_rate_limits(settings)
+    assert "127.0.0.1:1" in str(caught.value) and "hunter2" not in str(caught.value)

@@ -3,8 +3,14 @@ loopback: memory, disk, latency and sockets are what the findings were about."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
+import json
+import math
 import socket
+import statistics
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -116,3 +122,99 @@ def test_finding_10_ten_concurrent_gets_of_a_40_mb_image_do_not_load_it_whole(
     )
     assert fetched == [(200, size, "nosniff")] * 10
     assert growth < 40 * MiB  # less than one copy of the file; the old code held ten
+
+
+async def _raw_post(served: Served, path: str, body: bytes) -> int:
+    """POST over a fresh connection with asyncio streams (httpx's pool grows quadratically
+    with 200 requests in flight: the client would be what is measured); the status."""
+    url = urlsplit(served.url)
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    try:
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: mjcore\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        status_line = await reader.readline()
+        await reader.read()  # to the end: the server closes
+        return int(status_line.split()[1])
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+def _probe_until(served: Served, done: threading.Event, latencies: list[float]) -> None:
+    """GET /healthz on one kept-alive connection, every 10 ms, until ``done`` (and 50+)."""
+    connection = http.client.HTTPConnection(urlsplit(served.url).netloc, timeout=30)
+    try:
+        while not done.is_set() or len(latencies) < 50:
+            started = time.perf_counter()
+            connection.request("GET", "/healthz")
+            answer = connection.getresponse()
+            answer.read()
+            assert answer.status == 200
+            latencies.append(time.perf_counter() - started)
+            time.sleep(0.01)
+    finally:
+        connection.close()
+
+
+async def _login_storm(served: Served, logins: int) -> tuple[list[int], list[float]]:
+    """``logins`` bad logins at once, /healthz probed meanwhile from a thread: the logins'
+    statuses and the probes' latencies."""
+    latencies: list[float] = []
+    done = threading.Event()
+    probing = asyncio.create_task(asyncio.to_thread(_probe_until, served, done, latencies))
+    await asyncio.sleep(0.05)  # the probe is connected and running before the storm
+    bodies = [
+        json.dumps({"username": f"nobody{i}", "password": "wrong-password"}).encode()
+        for i in range(logins)
+    ]
+    try:
+        statuses = await asyncio.gather(*(_raw_post(served, "/api/login", b) for b in bodies))
+    finally:
+        done.set()
+        await probing
+    return list(statuses), latencies
+
+
+def _p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
+
+
+async def test_finding_4_healthz_p99_stays_under_100_ms_during_200_concurrent_bad_logins(
+    tmp_path: Path,
+) -> None:
+    env = {  # no rate limit here: every one of the 200 logins pays its scrypt
+        "MJCORE_LOGIN_RATE_PER_ADDRESS": "100000/minute",
+        "MJCORE_LOGIN_RATE_PER_NAME": "100000/minute",
+        "MJCORE_LOG_LEVEL": "WARNING",
+    }
+    with mjcore_serve(env, tmp_path) as served:
+        started = time.perf_counter()
+        statuses, latencies = await _login_storm(served, 200)
+        storm_s = time.perf_counter() - started
+
+    p99 = _p99(latencies)
+    print(
+        f"\n/healthz during 200 concurrent bad logins ({storm_s:.1f} s): {len(latencies)} probes,"
+        f" p50 {statistics.median(latencies) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms,"
+        f" max {max(latencies) * 1000:.1f} ms"
+    )
+    assert statuses == [401] * 200
+    assert len(latencies) >= 50
+    assert p99 < 0.1
+
+
+async def test_finding_4_with_default_limits_a_login_storm_from_one_address_is_mostly_429(
+    tmp_path: Path,
+) -> None:
+    with mjcore_serve({"MJCORE_LOG_LEVEL": "WARNING"}, tmp_path) as served:
+        statuses, latencies = await _login_storm(served, 200)
+
+    print(f"\n/healthz with default limits: p99 {_p99(latencies) * 1000:.1f} ms")
+    assert statuses.count(401) == 30  # MJCORE_LOGIN_RATE_PER_ADDRESS: 30/minute
+    assert statuses.count(429) == 170
+    assert _p99(latencies) < 0.1
