@@ -245,3 +245,64 @@ async def test_an_unreachable_rate_limit_storage_stops_start_up_without_its_pass
     with pytest.raises(RateLimitStorageUnavailable) as caught:
         await open_rate_limits(settings)
     assert "127.0.0.1:1" in str(caught.value) and "hunter2" not in str(caught.value)
+
+
+def _multipart_chunks(boundary: str, file_bytes: int, pulled: list[int]) -> AsyncIterator[bytes]:
+    """A multipart body whose one file is ``file_bytes`` long, sent chunked."""
+
+    async def gen() -> AsyncIterator[bytes]:
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.png"'
+            "\r\nContent-Type: image/png\r\n\r\n"
+        ).encode() + png()
+        async for chunk in _chunks(file_bytes, pulled):
+            yield chunk.replace(b" ", b"\0")
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    return gen()
+
+
+async def test_finding_6_a_chunked_upload_is_cut_at_the_limit_with_413(tmp_path: Path) -> None:
+    boundary = "mjcoreboundary"
+    async with in_process({"MJCORE_MAX_UPLOAD_BYTES": str(2 * MiB)}, tmp_path) as app:
+        user = await new_user(app.database_url)
+        pulled: list[int] = []
+        response = await app.client.post(
+            "/v1/api/trigger/upload",
+            content=_multipart_chunks(boundary, 100 * MiB, pulled),
+            headers=user.headers | {"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        urlencoded = await app.client.post(
+            "/v1/api/trigger/upload", data={"file": "x"}, headers=user.headers
+        )
+
+    assert response.status_code == 413 and response.json()["code"] == 13
+    assert set(response.json()) == {"detail", "code"}
+    assert sum(pulled) <= 2 * MiB + 128 * 1024  # read up to the limit, not 100 MiB
+    assert urlencoded.status_code == 400 and urlencoded.json()["code"] == 13
+
+
+async def test_finding_13_upload_and_message_are_rate_limited_per_app_key(
+    tmp_path: Path,
+) -> None:
+    async with in_process({"MJCORE_UPLOAD_RATE_PER_KEY": "2/minute"}, tmp_path) as app:
+        user, other = await new_user(app.database_url), await new_user(app.database_url)
+        files = {"file": ("a.png", png(), "image/png")}
+        uploads = [
+            await app.client.post("/v1/api/trigger/upload", files=files, headers=user.headers)
+            for _ in range(3)
+        ]
+        body = {"upload_filename": "1/2/a.png"}
+        messages = [
+            await app.client.post("/v1/api/trigger/message", json=body, headers=user.headers)
+            for _ in range(3)
+        ]
+        others = await app.client.post("/v1/api/trigger/upload", files=files, headers=other.headers)
+
+    # no Discord here: the calls that get through fail upstream, but they get through
+    assert [r.status_code != 429 for r in uploads] == [True, True, False]
+    assert [r.status_code != 429 for r in messages] == [True, True, False]
+    for refused in (uploads[2], messages[2]):
+        _assert_429(refused, "detail")
+        assert refused.json()["code"] == 17
+    assert others.status_code != 429

@@ -15,7 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..measure import MiB, Sampler, rss_bytes
+from ..e2e import new_user
+from ..fakes.images import png
+from ..measure import MiB, Sampler, open_file_bytes, rss_bytes
 from ..servers import Served, mjcore_serve
 
 
@@ -37,6 +39,17 @@ def _get(served: Served, path: str) -> int:
         return connection.getresponse().status
     finally:
         connection.close()
+
+
+def _tree_bytes(root: Path) -> int:
+    """Bytes in the files under ``root`` that have names (a rolled-over spool may not)."""
+    total = 0
+    for path in root.rglob("*"):
+        try:
+            total += path.stat().st_size if path.is_file() else 0
+        except OSError:  # removed in between
+            continue
+    return total
 
 
 def _head(path: str, framing: str) -> bytes:
@@ -218,3 +231,41 @@ async def test_finding_4_with_default_limits_a_login_storm_from_one_address_is_m
     assert statuses.count(401) == 30  # MJCORE_LOGIN_RATE_PER_ADDRESS: 30/minute
     assert statuses.count(429) == 170
     assert _p99(latencies) < 0.1
+
+
+def test_finding_6_a_chunked_200_mb_upload_never_spools_more_than_the_limit(
+    tmp_path: Path,
+) -> None:
+    spool = tmp_path / "spool"  # the server's TMPDIR: where multipart files are spooled
+    spool.mkdir()
+    limit, total, boundary = 4 * MiB, 200 * MiB, "mjcoreboundary"
+    env = {
+        "TMPDIR": str(spool),
+        "MJCORE_MAX_UPLOAD_BYTES": str(limit),
+        "MJCORE_DATABASE_URL": f"sqlite:///{tmp_path / 'mjcore.db'}",
+    }
+    with mjcore_serve(env | {"MJCORE_LOG_LEVEL": "WARNING"}, tmp_path) as served:
+        user = asyncio.run(new_user(served.database_url))
+        sampler = Sampler(lambda: open_file_bytes(served.pid, spool) + _tree_bytes(spool))
+        with sampler.running(), _connect(served) as sock:
+            sock.sendall(
+                f"POST /v1/api/trigger/upload HTTP/1.1\r\nHost: mjcore\r\n"
+                f"Authorization: Bearer {user.key}\r\nTransfer-Encoding: chunked\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode()
+            )
+            head = (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                'filename="a.png"\r\nContent-Type: image/png\r\n\r\n'
+            ).encode() + png()
+            sock.sendall(f"{len(head):x}\r\n".encode() + head + b"\r\n")
+            _stream(sock, total, chunked=True)  # the file goes on, then the body ends
+            status, body = _response(sock)
+        held_after = open_file_bytes(served.pid, spool)
+
+    print(
+        f"\nspooled during a chunked {total // MiB} MiB upload (limit {limit // MiB} MiB):"
+        f" peak {sampler.peak / MiB:.2f} MiB ({sampler.samples} samples), after {held_after} B"
+    )
+    assert status == 413 and b'"code":13' in body
+    assert sampler.peak <= limit + MiB
+    assert held_after == 0
