@@ -12,6 +12,7 @@ import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, suppress
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -269,3 +270,83 @@ def test_finding_6_a_chunked_200_mb_upload_never_spools_more_than_the_limit(
     assert status == 413 and b'"code":13' in body
     assert sampler.peak <= limit + MiB
     assert held_after == 0
+
+
+def _healthz_timed(served: Served) -> tuple[int, float]:
+    started = time.perf_counter()
+    status = _get(served, "/healthz")
+    return status, time.perf_counter() - started
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1) == b""  # FIN
+    except BlockingIOError:
+        return False  # still open, nothing to read
+    except ConnectionResetError:
+        return True
+
+
+def test_finding_7_idle_and_slow_sockets_are_bounded_and_closed(tmp_path: Path) -> None:
+    env = {
+        "MJCORE_MAX_CONNECTIONS": "400",
+        "MJCORE_HEADER_TIMEOUT_S": "2",
+        "MJCORE_KEEPALIVE_S": "2",
+        "MJCORE_LOG_LEVEL": "ERROR",  # uvicorn warns once per refused request
+    }
+    with mjcore_serve(env, tmp_path) as served, ExitStack() as stack:
+        idle = [stack.enter_context(_connect(served)) for _ in range(150)]
+        slow = [stack.enter_context(_connect(served)) for _ in range(150)]
+        for sock in slow:  # a request head that is never finished
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: mjcore\r\nX-Slow: ")
+        under_limit = _healthz_timed(served)  # 300 of 400 taken: still served
+        extra = [stack.enter_context(_connect(served)) for _ in range(150)]
+        over_limit = _healthz_timed(served)  # 450 > 400: refused at once, the loop is free
+        for sock in idle + slow + extra:
+            sock.setblocking(False)
+        opened = time.monotonic()
+        open_socks = idle + slow + extra
+        while open_socks and time.monotonic() - opened < 10:
+            for sock in slow:  # one more byte now and then: data does not reset the clock
+                with suppress(OSError):
+                    sock.send(b"x")
+            time.sleep(0.25)
+            open_socks = [sock for sock in open_socks if not _closed_by_server(sock)]
+        closed_after = time.monotonic() - opened
+        after = _healthz_timed(served)
+
+    print(
+        f"\n450 idle/slow sockets: /healthz {under_limit[0]} in {under_limit[1] * 1000:.1f} ms"
+        f" with 300 open, {over_limit[0]} in {over_limit[1] * 1000:.1f} ms with 450 open"
+        f" (limit 400); all closed by the server {closed_after:.1f} s later"
+        f" ({len(open_socks)} left); then {after[0]}"
+    )
+    assert under_limit[0] == 200 and under_limit[1] < 1
+    assert over_limit[0] == 503 and over_limit[1] < 1
+    assert open_socks == []  # within 10 s: the 2 s head timeout, not never
+    assert after[0] == 200
+
+
+def test_finding_7_a_kept_alive_connection_is_closed_when_idle_and_a_huge_head_is_431(
+    tmp_path: Path,
+) -> None:
+    env = {"MJCORE_KEEPALIVE_S": "1", "MJCORE_MAX_HEADER_BYTES": "8192"}
+    with mjcore_serve(env, tmp_path) as served:
+        with _connect(served) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: mjcore\r\n\r\n")
+            status, _ = _response(sock)
+            started = time.monotonic()
+            sock.settimeout(5)
+            closed = sock.recv(1) == b""
+            idle_for = time.monotonic() - started
+        huge = []
+        for head in (  # a header that never ends, and a whole head in one write
+            b"GET /healthz HTTP/1.1\r\nHost: mjcore\r\nX-Big: " + b"a" * 9000,
+            b"GET /healthz HTTP/1.1\r\nHost: mjcore\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
+        ):
+            with _connect(served) as sock:
+                sock.sendall(head)
+                huge.append(_response(sock))
+
+    assert status == 200 and closed and 0.5 < idle_for < 3
+    assert huge == [(431, b"request header fields too large")] * 2
