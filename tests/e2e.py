@@ -16,6 +16,19 @@ from mjcore.services import accounts, reports
 
 CALLBACK_SECRET = "listener-callback-secret"
 """What the test servers use as MJCORE_CALLBACK_SECRET (the HTTP callback needs one)."""
+GENEROUS_RATE_LIMITS = {
+    f"MJCORE_{name}": "100000/minute"
+    for name in (
+        "LOGIN_RATE_PER_ADDRESS",
+        "LOGIN_RATE_PER_NAME",
+        "REGISTER_RATE_PER_ADDRESS",
+        "REGISTER_RATE_PER_NAME",
+        "ADMIN_FAILURE_RATE_PER_ADDRESS",
+        "UPLOAD_RATE_PER_KEY",
+    )
+}
+"""For servers whose tests make many accounts and logins from one address (the limits
+themselves are tested in test_security_edge.py)."""
 
 
 @frozen

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 from attrs import frozen
+from starlette.applications import Starlette
 
 from entrypoints.app import create_app
 from entrypoints.settings import Settings
@@ -24,6 +25,7 @@ BASE_URL = "http://mjcore.test"
 class InProcess:
     client: httpx.AsyncClient
     settings: Settings
+    app: Starlette  # for more clients, e.g. from other addresses
 
     @property
     def database_url(self) -> str:
@@ -48,4 +50,4 @@ async def in_process(env: dict[str, str], home: Path) -> AsyncIterator[InProcess
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL, timeout=30) as http:
-            yield InProcess(http, settings)
+            yield InProcess(http, settings, app)

@@ -49,11 +49,9 @@ class LocalImageStore:
         if not _NAME.fullmatch(name):
             return None
         path = self.directory / name
-        try:
-            data = await asyncio.to_thread(path.read_bytes)
-        except FileNotFoundError:
+        if not await asyncio.to_thread(path.is_file):
             return None
-        return StoredImage(data, CONTENT_TYPES[path.suffix])
+        return StoredImage(path, CONTENT_TYPES[path.suffix])
 
 
 @frozen

@@ -13,7 +13,7 @@ from typing import Any
 from attrs import define
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -34,6 +34,10 @@ from .settings import Settings
 from .trigger_api import trigger_routes
 
 log = logging.getLogger("mjcore.app")
+IMAGE_HEADERS = {  # a name is never reused: a stored image never changes
+    "Cache-Control": "public, max-age=31536000, immutable",
+    "X-Content-Type-Options": "nosniff",
+}
 access_log = logging.getLogger("mjcore.access")
 
 
@@ -56,8 +60,21 @@ async def image(request: Request) -> Response:
     found = await app_services(request).image_store.load(request.path_params["name"])
     if found is None:
         return JSONResponse({"error": "image not found"}, status_code=404)
-    headers = {"Cache-Control": "public, max-age=31536000, immutable"}
-    return Response(found.data, media_type=found.content_type, headers=headers)
+    # streamed from the file in chunks; the type is the stored one, never sniffed
+    return FileResponse(found.path, media_type=found.content_type, headers=IMAGE_HEADERS)
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a log line: control and other unprintable characters (CR, LF, ESC,
+    U+2028…) and ``%`` itself percent-encoded, so a path cannot forge lines or colours."""
+    if text.isprintable() and "%" not in text:
+        return text
+    return "".join(
+        c
+        if c.isprintable() and c != "%"
+        else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
+        for c in text
+    )
 
 
 class AccessLog:
@@ -83,7 +100,8 @@ class AccessLog:
             await self.app(scope, receive, remember)
         finally:
             elapsed = (time.perf_counter() - started) * 1000
-            access_log.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed)
+            method, path = printable(scope["method"]), printable(scope["path"])
+            access_log.info("%s %s %d %.1fms", method, path, status, elapsed)
 
 
 async def sweep(services: AppServices) -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 from attrs import define, field, frozen
 
 from mjcore.clock import Clock, system_clock
+from mjcore.passwords import Hasher
 from mjcore.ports import Store
 from mjcore.pricing import Prices
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from mjcore.services.midjourney import MidjourneyService
     from mjcore.services.reports import AdminService
 
+    from .ratelimit import RateLimits
     from .tokens import Tokens
 
 
@@ -109,6 +111,7 @@ class Services:
     store: Store
     clock: Clock = field(default=system_clock)
     applied_migrations: tuple[int, ...] = ()
+    hasher: Hasher = field(factory=Hasher)  # bounds scrypt across the process
 
     @property
     def prices(self) -> Prices:
@@ -154,7 +157,7 @@ async def bootstrap(
         if isinstance(exc, Exception):
             raise StoreUnavailable(f"cannot migrate the database {where}: {exc}") from exc
         raise
-    return Services(settings, store, clock, applied)
+    return Services(settings, store, clock, applied, Hasher(settings.hash_concurrency))
 
 
 class Listener(Protocol):
@@ -226,11 +229,13 @@ class AppServices:
     admin: AdminService
     tokens: Tokens
     providers: Providers
+    limits: RateLimits
 
     async def aclose(self) -> None:
         try:
             for client in self.clients:
                 await client.aclose()
+            await self.limits.aclose()
         finally:
             await self.core.aclose()
 
@@ -300,9 +305,15 @@ async def bootstrap_app(
     from mjcore.services.midjourney import MidjourneyService, QueueLimits
     from mjcore.services.reports import AdminService
 
+    from .ratelimit import open_rate_limits
     from .tokens import Tokens
 
-    core = await bootstrap(settings, store=store, clock=clock)
+    limits = await open_rate_limits(settings)
+    try:
+        core = await bootstrap(settings, store=store, clock=clock)
+    except BaseException:
+        await limits.aclose()
+        raise
     jwt_secret = settings.jwt_secret or await kept_secret(
         core.store, "jwt_secret", secrets.token_urlsafe(48)
     )
@@ -341,7 +352,7 @@ async def bootstrap_app(
         core=core,
         clients=(http, slow, copies),
         image_store=images,
-        accounts=AccountService(core.store, clock),
+        accounts=AccountService(core.store, clock, core.hasher),
         midjourney=midjourney,
         images=ImageService(
             core.store,
@@ -354,4 +365,5 @@ async def bootstrap_app(
         admin=AdminService(core.store, clock),
         tokens=Tokens(jwt_secret, settings.jwt_ttl_s, clock),
         providers=providers(settings),
+        limits=limits,
     )

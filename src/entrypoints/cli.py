@@ -136,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers", type=_whole(1, 512), default=1, help="server processes (uvicorn workers)"
     )
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        default=None,
+        help="proxies whose X-Forwarded-For is trusted for the client address (comma-separated"
+        " IPs or networks, '*' for any); default: $FORWARDED_ALLOW_IPS or 127.0.0.1",
+    )
     leaf(
         commands,
         "listen",
@@ -276,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.handler is None:
         from .server import serve
 
-        return serve(settings, args.host, args.port, args.workers)
+        return serve(settings, args.host, args.port, args.workers, args.forwarded_allow_ips)
     try:
         output = asyncio.run(_run(args.handler, settings, args))
     except (MjcoreError, StoreUnavailable) as exc:

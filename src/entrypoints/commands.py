@@ -129,7 +129,9 @@ async def users_rotate_key(services: Services, args: argparse.Namespace) -> Outp
 
 async def users_set_password(services: Services, args: argparse.Namespace) -> Output:
     password = sys.stdin.readline().rstrip("\r\n")
-    account = await accounts.set_password(services.store, services.clock, args.name, password)
+    account = await accounts.set_password(
+        services.store, services.clock, services.hasher, args.name, password
+    )
     return Output(f"password set for {account.user_name}", account_view(account))
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import cattrs
 from attrs import field, frozen
+from python_multipart.multipart import parse_options_header
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -66,9 +68,67 @@ def app_services(request: Request) -> AppServices:
     return services
 
 
+class TooLarge(Exception):
+    """The request body is over its limit; the surface answers 413."""
+
+
+async def capped_stream(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
+    """The body as it arrives, :class:`TooLarge` as soon as it passes ``limit`` bytes.
+
+    A declared ``Content-Length`` over the limit is refused before a byte is read; a chunked
+    body is counted chunk by chunk, so an endless one costs at most ``limit`` bytes.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the body must be at most {limit} bytes")
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"the body must be at most {limit} bytes")
+        yield chunk
+
+
+FORM_OVERHEAD = 64 * 1024  # boundaries and part headers around an uploaded file
+
+
+async def multipart_file(request: Request, name: str, limit: int) -> bytes:
+    """The bytes of the multipart file field ``name``: :class:`TooLarge` over ``limit``,
+    :class:`BadRequest` for anything but one file in a multipart form.
+
+    The body is counted as it arrives, so a chunked upload stops at the limit instead of
+    being spooled to a temporary file whole first.
+    """
+    content_type, _ = parse_options_header(request.headers.get("content-type", ""))
+    wrong = f"the body must be multipart/form-data with a file field '{name}'"
+    if content_type != b"multipart/form-data":
+        raise BadRequest(wrong)
+    stream = capped_stream(request, limit + FORM_OVERHEAD)
+    try:
+        form = await MultiPartParser(request.headers, stream, max_files=1, max_fields=4).parse()
+    except MultiPartException as exc:
+        raise BadRequest(f"{wrong} ({exc.message})") from None
+    finally:
+        await stream.aclose()
+    try:
+        file = form.get(name)
+        if file is None or isinstance(file, str):
+            raise BadRequest(wrong)
+        data = await file.read(limit + 1)
+    finally:
+        await form.close()
+    if len(data) > limit:
+        raise TooLarge(f"the file must be at most {limit} bytes")
+    return data
+
+
 async def json_body(request: Request) -> Any:
-    """The request's JSON object, or :class:`BadRequest`."""
-    raw = await request.body()
+    """The request's JSON object (at most ``MJCORE_MAX_BODY_BYTES``), or :class:`BadRequest`
+    (:class:`TooLarge` over the cap)."""
+    limit = app_services(request).core.settings.max_body_bytes
+    raw = bytearray()
+    async for chunk in capped_stream(request, limit):
+        raw += chunk
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):  # bad JSON, bad UTF-8, a 5,000-digit number, nesting

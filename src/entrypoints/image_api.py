@@ -34,6 +34,7 @@ from .http import (
     Doc,
     Handler,
     Operation,
+    TooLarge,
     answer,
     app_services,
     bearer_token,
@@ -65,7 +66,9 @@ from .image_schema import (
     record_view,
     user_view,
 )
+from .ratelimit import RateLimited, client_address
 from .schema import BadRequest
+from .settings import Settings
 from .tokens import InvalidToken
 
 log = logging.getLogger("mjcore.images")
@@ -106,6 +109,10 @@ def error_response(exc: Exception) -> JSONResponse:
             return _error(400, f"兑换码格式错误 ({exc})")
         case BadRequest() | InvalidInput():
             return _error(400, f"请求参数错误 ({exc})")
+        case TooLarge():
+            return _error(413, f"请求体过大 ({exc})")
+        case RateLimited():
+            return _error(429, f"请求过于频繁 ({exc})", **{"Retry-After": str(exc.retry_after)})
         case InsufficientCredits():
             return _error(402, "积分不足 (not enough credits)")
         case ContentFiltered():
@@ -140,31 +147,44 @@ async def current_user(request: Request) -> Account:
     return account
 
 
-def check_admin(request: Request) -> None:
-    settings = app_services(request).core.settings
+async def check_admin(request: Request) -> None:
+    """The admin's Basic credentials, or :class:`AdminUnauthorized`; an address that failed
+    too often is refused (429) before its credentials are looked at."""
+    services = app_services(request)
+    address = client_address(request)
+    await services.limits.admin_allowed(address)
+    if not _admin_credentials(request, services.core.settings):
+        if "authorization" in request.headers:  # a guess; a bare request is a browser's probe
+            await services.limits.admin_failed(address)
+        raise AdminUnauthorized()
+
+
+def _admin_credentials(request: Request, settings: Settings) -> bool:
     scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
     if not (settings.admin_username and settings.admin_password) or scheme.lower() != "basic":
-        raise AdminUnauthorized()
+        return False
     try:
         user, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
-        raise AdminUnauthorized() from None
+        return False
     # both compared in constant time, always both
     good_user = hmac.compare_digest(user.encode(), settings.admin_username.encode())
     good_password = hmac.compare_digest(password.encode(), settings.admin_password.encode())
-    if not (sep and good_user and good_password):
-        raise AdminUnauthorized()
+    return bool(sep and good_user and good_password)
 
 
 async def register(request: Request) -> Response:
     body = await body_as(request, CONVERTER, RegisterIn)
-    account = await app_services(request).accounts.register(body.username, body.password)
+    services = app_services(request)
+    await services.limits.register(client_address(request), body.username)
+    account = await services.accounts.register(body.username, body.password)
     return answer(Registered("注册成功", account.user_name))
 
 
 async def login(request: Request) -> Response:
     body = await body_as(request, CONVERTER, LoginIn)
     services = app_services(request)
+    await services.limits.login(client_address(request), body.username)
     profile = await services.accounts.login(body.username, body.password)
     user = UserBrief(profile.account.user_name, profile.account.credits, profile.generated)
     return answer(LoggedIn("登录成功", services.tokens.issue(profile.account), user))
@@ -208,7 +228,7 @@ async def my_records(request: Request) -> Response:
 
 
 async def admin_codes(request: Request) -> Response:
-    check_admin(request)
+    await check_admin(request)
     body = await body_as(request, CONVERTER, CodesIn)
     admin = app_services(request).admin
     issued = await admin.issue_codes(body.credits, body.count, body.expires_in_days)
@@ -216,21 +236,21 @@ async def admin_codes(request: Request) -> Response:
 
 
 async def admin_users(request: Request) -> Response:
-    check_admin(request)
+    await check_admin(request)
     query = query_as(request, AdminUsersQuery)
     found = await app_services(request).admin.users(query.limit, query.offset)
     return answer(UsersOut([user_view(p) for p in found]))
 
 
 async def admin_records(request: Request) -> Response:
-    check_admin(request)
+    await check_admin(request)
     query = query_as(request, AdminRecordsQuery)
     found = await app_services(request).admin.records(query.limit)
     return answer(RecordsOut([record_view(r) for r in found]))
 
 
 async def admin_stats(request: Request) -> Response:
-    check_admin(request)
+    await check_admin(request)
     counts = await app_services(request).admin.stats()
     return answer(
         StatsOut(
@@ -248,7 +268,7 @@ async def not_found(request: Request) -> Response:
 
 
 JWT_ERRORS: dict[int, type | None] = {400: Error, 401: Error}
-ADMIN_ERRORS: dict[int, type | None] = {400: Error, 401: Error}
+ADMIN_ERRORS: dict[int, type | None] = {400: Error, 401: Error, 429: Error}
 
 
 def image_routes() -> BaseRoute:
@@ -257,13 +277,17 @@ def image_routes() -> BaseRoute:
             "POST",
             "/register",
             register,
-            Doc("Register (0 credits)", {200: Registered, 400: Error}, body=RegisterIn),
+            Doc("Register (0 credits)", {200: Registered, 400: Error, 429: Error}, body=RegisterIn),
         ),
         (
             "POST",
             "/login",
             login,
-            Doc("Log in; returns a JWT", {200: LoggedIn, 400: Error, 401: Error}, body=LoginIn),
+            Doc(
+                "Log in; returns a JWT",
+                {200: LoggedIn, 400: Error, 401: Error, 429: Error},
+                body=LoginIn,
+            ),
         ),
         ("GET", "/user", me, Doc("The caller", {200: UserOut, 401: Error}, security="jwt")),
         (

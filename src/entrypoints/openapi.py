@@ -32,7 +32,10 @@ def _json(schema: Schema) -> Schema:
 def operation_schema(path: str, doc: Doc, refs: Components) -> Schema:
     """One operation object: parameters, body, answers and security, from ``doc``."""
     operation: Schema = {"summary": doc.summary, "responses": {}}
-    for status, cls in sorted(doc.answers.items()):
+    answers = dict(doc.answers)
+    if doc.body is not None and 400 in answers:  # every JSON body is capped: 413 over it
+        answers.setdefault(413, answers[400])
+    for status, cls in sorted(answers.items()):
         described: Schema = {"description": str(status)}
         if status == 200 and doc.produces is not None:
             described["content"] = doc.produces

@@ -34,7 +34,13 @@ def startup_line(settings: Settings, host: str, port: int, workers: int) -> str:
     )
 
 
-def serve(settings: Settings, host: str, port: int, workers: int) -> int:
+def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int,
+    forwarded_allow_ips: str | None = None,
+) -> int:
     import uvicorn
 
     try:
@@ -51,8 +57,15 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> int:
         port=port,
         workers=workers,
         log_level=settings.log_level.lower(),
-        proxy_headers=True,
+        proxy_headers=True,  # X-Forwarded-For from --forwarded-allow-ips peers only
+        forwarded_allow_ips=forwarded_allow_ips,  # None: uvicorn's default (127.0.0.1)
         access_log=False,  # ours (entrypoints.app.AccessLog) leaves out query strings
+        # against slowloris: a bounded number of connections (more get 503), idle kept-alive
+        # ones closed, request heads bounded in time and size (entrypoints.protocol)
+        http="entrypoints.protocol:GuardedHttpToolsProtocol",
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=settings.keepalive_s,
+        h11_max_incomplete_event_size=settings.max_header_bytes,  # if h11 is ever chosen
     )
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -30,6 +31,9 @@ FALLBACKS = {
 }
 
 T = TypeVar("T")
+ADMIN_PASSWORD_MIN = 12
+_RATE = re.compile(r"(\d+)\s*(?:/|per)\s*(\d*)\s*(second|minute|hour|day)s?", re.IGNORECASE)
+_UNIT_S = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
 
 class SettingsError(ValueError):
@@ -38,6 +42,17 @@ class SettingsError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+@frozen
+class Rate:
+    """At most ``count`` requests in any ``seconds``: ``10/minute``, ``30 per 5 minutes``."""
+
+    count: int
+    seconds: int
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.seconds}s"
 
 
 @frozen
@@ -58,6 +73,19 @@ class Settings:
     mirror_timeout_s: float = 30.0
     mirror_concurrency: int = 4
     max_upload_bytes: int = 10 * 1024 * 1024
+    max_body_bytes: int = 1024 * 1024  # JSON bodies
+    hash_concurrency: int = 2  # scrypt hashes at once, in worker threads
+    rate_limit_storage: str = field(default="memory://", repr=False)  # may hold a password
+    login_rate_per_address: Rate = Rate(30, 60)
+    login_rate_per_name: Rate = Rate(10, 60)
+    register_rate_per_address: Rate = Rate(10, 60)
+    register_rate_per_name: Rate = Rate(10, 60)
+    admin_failure_rate_per_address: Rate = Rate(10, 60)
+    upload_rate_per_key: Rate = Rate(30, 60)  # /upload and /message, each
+    max_connections: int = 1000
+    keepalive_s: int = 5
+    header_timeout_s: float = 10.0
+    max_header_bytes: int = 64 * 1024
     discord_api_url: str = "https://discord.com/api/v9"
     discord_user_token: str | None = field(default=None, repr=False)
     discord_bot_token: str | None = field(default=None, repr=False)  # our listener's
@@ -105,7 +133,7 @@ class Settings:
             "jwt_secret": reader.get("JWT_SECRET", _secret),
             "jwt_ttl_s": reader.get("JWT_TTL_S", _int_between(60, 10 * 365 * 24 * 3600)),
             "admin_username": reader.get("ADMIN_USERNAME", _text),
-            "admin_password": reader.get("ADMIN_PASSWORD", _text),
+            "admin_password": reader.get("ADMIN_PASSWORD", _admin_password),
             "callback_secret": reader.get("CALLBACK_SECRET", _text),
             "image_dir": reader.get("IMAGE_DIR", _text),
             "mirror_hosts": reader.get("MIRROR_HOSTS", _hosts),
@@ -113,6 +141,19 @@ class Settings:
             "mirror_timeout_s": reader.get("MIRROR_TIMEOUT_S", _seconds),
             "mirror_concurrency": reader.get("MIRROR_CONCURRENCY", _int_between(1, 100)),
             "max_upload_bytes": reader.get("MAX_UPLOAD_BYTES", _int_between(1, 1 << 30)),
+            "max_body_bytes": reader.get("MAX_BODY_BYTES", _int_between(1024, 1 << 30)),
+            "hash_concurrency": reader.get("HASH_CONCURRENCY", _int_between(1, 64)),
+            "rate_limit_storage": reader.get("RATE_LIMIT_STORAGE", _rate_limit_storage),
+            "login_rate_per_address": reader.get("LOGIN_RATE_PER_ADDRESS", _rate),
+            "login_rate_per_name": reader.get("LOGIN_RATE_PER_NAME", _rate),
+            "register_rate_per_address": reader.get("REGISTER_RATE_PER_ADDRESS", _rate),
+            "register_rate_per_name": reader.get("REGISTER_RATE_PER_NAME", _rate),
+            "admin_failure_rate_per_address": reader.get("ADMIN_FAILURE_RATE_PER_ADDRESS", _rate),
+            "upload_rate_per_key": reader.get("UPLOAD_RATE_PER_KEY", _rate),
+            "max_connections": reader.get("MAX_CONNECTIONS", _int_between(1, 1_000_000)),
+            "keepalive_s": reader.get("KEEPALIVE_S", _int_between(1, 3600)),
+            "header_timeout_s": reader.get("HEADER_TIMEOUT_S", _seconds),
+            "max_header_bytes": reader.get("MAX_HEADER_BYTES", _int_between(1024, 1 << 24)),
             "discord_api_url": reader.get("DISCORD_API_URL", _http_url),
             "discord_user_token": reader.get("DISCORD_USER_TOKEN", _text),
             "discord_bot_token": reader.get("DISCORD_BOT_TOKEN", _text),
@@ -170,7 +211,7 @@ class _Reader:
 
 
 def _is_secret(name: str) -> bool:
-    return any(word in name for word in ("SECRET", "PASSWORD", "TOKEN", "KEY"))
+    return any(word in name for word in ("SECRET", "PASSWORD", "TOKEN", "KEY", "STORAGE"))
 
 
 def _text(raw: str) -> str:
@@ -187,6 +228,38 @@ def _flag(raw: str) -> bool:
 def _secret(raw: str) -> str:
     if len(raw.encode()) < 32:  # RFC 7518: an HS256 key is at least 256 bits
         raise ValueError("must be at least 32 bytes")
+    return raw
+
+
+def _admin_password(raw: str) -> str:
+    if len(raw) < ADMIN_PASSWORD_MIN:  # the admin API issues credits: no guessable password
+        raise ValueError(f"must be at least {ADMIN_PASSWORD_MIN} characters")
+    return raw
+
+
+def _rate(raw: str) -> Rate:
+    match = _RATE.fullmatch(raw)
+    count = int(match.group(1)) if match else 0
+    if match is None or not 1 <= count <= 1_000_000:
+        raise ValueError(
+            "must be a number of requests per second, minute, hour or day"
+            " (10/minute, 30 per 5 minutes), from 1 to 1000000"
+        )
+    multiple = int(match.group(2) or 1)
+    seconds = multiple * _UNIT_S[match.group(3).lower()]
+    if not 1 <= seconds <= 7 * 86400:
+        raise ValueError("must span at most 7 days")
+    return Rate(count, seconds)
+
+
+def _rate_limit_storage(raw: str) -> str:
+    scheme = raw.split("://", 1)[0] if "://" in raw else ""
+    if scheme not in ("memory", "redis", "rediss") or (
+        scheme != "memory" and not urlsplit(raw).hostname
+    ):
+        raise ValueError(
+            "must be memory:// or redis://[:password@]host:port[/db] (rediss:// for TLS)"
+        )
     return raw
 
 

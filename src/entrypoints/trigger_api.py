@@ -6,7 +6,6 @@ import hmac
 import logging
 from typing import Any
 
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -31,13 +30,16 @@ from .http import (
     Doc,
     Handler,
     Operation,
+    TooLarge,
     answer,
     app_services,
     bearer_token,
     body_as,
     guarded,
+    multipart_file,
     query_as,
 )
+from .ratelimit import RateLimited, Rule
 from .schema import BadRequest
 from .trigger_schema import (
     BUTTON_BODIES,
@@ -66,7 +68,7 @@ from .trigger_schema import (
 )
 
 log = logging.getLogger("mjcore.trigger")
-PARAMS_ERROR, BANNED_ERROR, QUEUE_FULL_ERROR, PROVIDER_ERROR = 13, 14, 15, 16
+PARAMS_ERROR, BANNED_ERROR, QUEUE_FULL_ERROR, PROVIDER_ERROR, RATE_LIMITED = 13, 14, 15, 16, 17
 
 
 class NotAuthenticated(Exception):
@@ -81,15 +83,17 @@ class CallbackDisabled(Exception):
     """No callback secret is configured: the HTTP callback does not exist."""
 
 
-class TooLarge(Exception):
-    pass
-
-
-def _detail(status: int, detail: str, code: int | None = None, **extra: Any) -> JSONResponse:
+def _detail(
+    status: int,
+    detail: str,
+    code: int | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body: dict[str, Any] = {"detail": detail}
     if code is not None:
         body["code"] = code
-    return JSONResponse(body | extra, status_code=status)
+    return JSONResponse(body | extra, status_code=status, headers=headers)
 
 
 def error_response(exc: Exception) -> JSONResponse:
@@ -113,6 +117,9 @@ def error_response(exc: Exception) -> JSONResponse:
             return _detail(400, str(exc), PARAMS_ERROR)
         case TooLarge():
             return _detail(413, str(exc), PARAMS_ERROR)
+        case RateLimited():
+            retry = {"Retry-After": str(exc.retry_after)}
+            return _detail(429, f"Too many requests: {exc}.", RATE_LIMITED, retry)
         case CallbackForbidden():
             return _detail(403, "Invalid callback secret.")
         case ProviderNotConfigured():
@@ -192,22 +199,9 @@ async def describe(request: Request) -> Response:
 
 async def upload(request: Request) -> Response:
     account = await caller(request)
-    limit = app_services(request).core.settings.max_upload_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit + 64 * 1024:
-        raise TooLarge(f"the file must be at most {limit} bytes")
-    try:
-        async with request.form(max_files=1, max_fields=4) as form:
-            file = form.get("file")
-            if file is None or isinstance(file, str):
-                raise BadRequest("send the image as the multipart field 'file'")
-            data = await file.read(limit + 1)
-    except HTTPException as exc:  # Starlette's verdict on a malformed multipart body
-        raise BadRequest(
-            f"the body must be multipart/form-data with a 'file' ({exc.detail})"
-        ) from None
-    if len(data) > limit:
-        raise TooLarge(f"the file must be at most {limit} bytes")
+    services = app_services(request)
+    await services.limits.free_call(Rule.UPLOAD, account.id)
+    data = await multipart_file(request, "file", services.core.settings.max_upload_bytes)
     kind = sniff(data)
     if kind is None:
         raise BadRequest("the file must be a PNG, JPEG, WebP or GIF image")
@@ -222,6 +216,7 @@ async def upload(request: Request) -> Response:
 
 async def message(request: Request) -> Response:
     account = await caller(request)
+    await app_services(request).limits.free_call(Rule.MESSAGE, account.id)
     body = await body_as(request, CONVERTER, MessageIn)
     picurl = await app_services(request).midjourney.send_message(account.id, body.upload_filename)
     return answer(MessageOut("success", picurl))
@@ -344,8 +339,8 @@ def trigger_routes() -> BaseRoute:
             "/upload",
             upload,
             Doc(
-                "Upload an image to Discord (free)",
-                KEY_ERRORS | {200: UploadOut, 413: Detail, 502: Detail, 503: Detail},
+                "Upload an image to Discord (free; rate-limited per app key)",
+                KEY_ERRORS | {200: UploadOut, 413: Detail, 429: Detail, 502: Detail, 503: Detail},
                 content=UPLOAD_FORM,
                 security=key,
             ),
@@ -354,8 +349,9 @@ def trigger_routes() -> BaseRoute:
             "/message",
             message,
             Doc(
-                "Post an upload as a message; its URL can be an imagine picurl (free)",
-                KEY_ERRORS | {200: MessageOut, 502: Detail, 503: Detail},
+                "Post an upload as a message; its URL can be an imagine picurl"
+                " (free; rate-limited per app key)",
+                KEY_ERRORS | {200: MessageOut, 429: Detail, 502: Detail, 503: Detail},
                 body=MessageIn,
                 security=key,
             ),

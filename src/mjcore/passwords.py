@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import secrets
+
+from attrs import define, field
 
 from .errors import WeakPassword
 from .limits import Text
@@ -61,3 +64,28 @@ def verify_password(password: str, stored: str) -> bool:
 
 # verified against when the user does not exist, so both paths cost one scrypt
 DECOY_HASH = f"scrypt${N}${R}${P}${_b64(bytes(16))}${_b64(bytes(DKLEN))}"
+
+
+@define
+class Hasher:
+    """scrypt off the event loop: in worker threads, at most ``concurrency`` at a time.
+
+    One hash holds a core for ~50 ms and 16 MiB; on the event loop, a burst of logins
+    stalls every other request, and unbounded threads would take every core and the memory.
+    """
+
+    concurrency: int = 2
+    _slots: asyncio.Semaphore = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._slots = asyncio.Semaphore(self.concurrency)
+
+    async def hash(self, password: str) -> str:
+        """:func:`hash_password` in a worker thread."""
+        async with self._slots:
+            return await asyncio.to_thread(hash_password, password)
+
+    async def verify(self, password: str, stored: str) -> bool:
+        """:func:`verify_password` in a worker thread."""
+        async with self._slots:
+            return await asyncio.to_thread(verify_password, password, stored)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
@@ -325,7 +326,10 @@ class ImageMirror(Protocol):
 
 @frozen
 class StoredImage:
-    data: bytes
+    """A kept image as the server streams it: the file holding it and its type (never its
+    bytes, so serving a large image does not load it whole)."""
+
+    path: Path
     content_type: str
 
 
@@ -335,7 +339,9 @@ class ImageStore(Protocol):
     async def save(self, data: bytes, content_type: str) -> str:
         """Keep the image under an unguessable name; return the absolute URL it is served at."""
 
-    async def load(self, name: str) -> StoredImage | None: ...
+    async def load(self, name: str) -> StoredImage | None:
+        """Where the image named ``name`` is, or None (also for a name this store never
+        gives out, so a path cannot be smuggled in)."""
 
 
 @frozen

@@ -16,6 +16,7 @@ from mjcore.errors import (
     UserNameTaken,
 )
 from mjcore.ledger import EntryKind
+from mjcore.passwords import Hasher
 from mjcore.ports import Store
 from mjcore.pricing import Prices
 from mjcore.services import accounts, reports
@@ -155,7 +156,9 @@ async def test_a_new_password_or_key_moves_the_token_version_on(
     created = await accounts.create_account(store, clock, "alice", 5)
     assert created.account.token_version == 0
 
-    after_password = await accounts.set_password(store, clock, "alice", "a new password 1")
+    after_password = await accounts.set_password(
+        store, clock, Hasher(), "alice", "a new password 1"
+    )
     after_key = await accounts.rotate_key(store, clock, "alice")
     after_disable = await accounts.set_disabled(store, clock, "alice", True)
 
@@ -169,10 +172,11 @@ async def test_a_name_that_is_not_exactly_the_accounts_cannot_log_in(
     store: Store, clock: FakeClock, name: str
 ) -> None:
     """MariaDB compares 'alice ' equal to 'alice' (PAD SPACE): names are checked first."""
-    await accounts.register(store, clock, "alice", "the right password")
+    hasher = Hasher()
+    await accounts.register(store, clock, hasher, "alice", "the right password")
     with pytest.raises(BadCredentials):
-        await accounts.login(store, name, "the right password")
-    assert (await accounts.login(store, "alice", "the right password")).user_name == "alice"
+        await accounts.login(store, hasher, name, "the right password")
+    assert (await accounts.login(store, hasher, "alice", "the right password")).user_name == "alice"
 
 
 async def test_update_tokens_below_what_was_used_is_refused(store: Store, clock: FakeClock) -> None:

@@ -26,7 +26,7 @@ from schemathesis.checks import (
 
 from entrypoints.app import document
 
-from ..e2e import new_user
+from ..e2e import GENEROUS_RATE_LIMITS, new_user
 from ..fakes.discord import FakeDiscord
 from ..fakes.fireworks import FakeFireworks
 from ..servers import MJCORE, Served, mjcore_serve
@@ -61,6 +61,7 @@ def fuzz_server(
                 "MJCORE_MJ_CONCURRENCY": "1000",
                 "MJCORE_MJ_QUEUE_SIZE": "100000",
             }
+            | GENEROUS_RATE_LIMITS
         )
         with mjcore_serve(env, home) as server:
             yield {"server": server, "auth": asyncio.run(_credentials(server))}

@@ -23,7 +23,7 @@ from mjcore.ledger import EntryKind
 from mjcore.media import sniff
 from mjcore.services import accounts, codes
 
-from ..e2e import ledger_ok
+from ..e2e import GENEROUS_RATE_LIMITS, ledger_ok
 from ..fakes.discord import FakeDiscord
 from ..fakes.fireworks import FakeFireworks
 from ..servers import MJCORE, Served, mjcore_serve
@@ -55,6 +55,7 @@ def api(
             "MJCORE_FIREWORKS_TIMEOUT_S": "2",
             "MJCORE_LOG_LEVEL": "DEBUG",
         }
+        | GENEROUS_RATE_LIMITS
     )
     SECRETS.update({JWT_SECRET, ADMIN[1]})
     with mjcore_serve(env, home) as server:

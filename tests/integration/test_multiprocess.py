@@ -19,7 +19,7 @@ from entrypoints.bootstrap import open_store
 from mjcore.services import reports
 from mjcore.tasks import Provider
 
-from ..e2e import credits, ledger_ok, new_user
+from ..e2e import GENEROUS_RATE_LIMITS, credits, ledger_ok, new_user
 from ..fakes.discord import FakeDiscord
 from ..servers import Served, mjcore_serve
 from ..support import open_test_store, store_params, url_for
@@ -38,14 +38,18 @@ def two_servers(
             pass
 
     asyncio.run(reset())
-    env = discord.env() | {
-        "MJCORE_DATABASE_URL": url_for(request.param, tmp_path),
-        "MJCORE_MJ_CONCURRENCY": str(CONCURRENCY),
-        "MJCORE_MJ_QUEUE_SIZE": "100000",
-        "MJCORE_ADMIN_USERNAME": ADMIN[0],
-        "MJCORE_ADMIN_PASSWORD": ADMIN[1],
-        "MJCORE_JWT_SECRET": "multi-process-shared-secret-0123456789abcdef",
-    }
+    env = (
+        discord.env()
+        | {
+            "MJCORE_DATABASE_URL": url_for(request.param, tmp_path),
+            "MJCORE_MJ_CONCURRENCY": str(CONCURRENCY),
+            "MJCORE_MJ_QUEUE_SIZE": "100000",
+            "MJCORE_ADMIN_USERNAME": ADMIN[0],
+            "MJCORE_ADMIN_PASSWORD": ADMIN[1],
+            "MJCORE_JWT_SECRET": "multi-process-shared-secret-0123456789abcdef",
+        }
+        | GENEROUS_RATE_LIMITS
+    )
     with ExitStack() as stack:
         homes = [tmp_path / "a", tmp_path / "b"]
         for home in homes:

@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from entrypoints.bootstrap import open_store
 from mjcore.clock import system_clock
+from mjcore.passwords import Hasher
 from mjcore.services import accounts
 
 from ..e2e import CALLBACK_SECRET, User, credits, ledger_ok, new_user, wait_for
@@ -169,7 +170,7 @@ async def test_a_jwt_dies_with_a_new_password_or_key(app: InProcess) -> None:
 
     store = await open_store(app.database_url, 2)
     try:
-        await accounts.set_password(store, system_clock, "jwtuser", "second password")
+        await accounts.set_password(store, system_clock, Hasher(), "jwtuser", "second password")
         after_password = await app.client.get("/api/user", headers=bearer)
         login["password"] = "second password"
         token = (await app.client.post("/api/login", json=login)).json()["token"]

@@ -19,7 +19,7 @@ from ..errors import (
     InvalidInput,
 )
 from ..limits import Whole
-from ..passwords import DECOY_HASH, check_password, hash_password, verify_password
+from ..passwords import DECOY_HASH, Hasher, check_password
 from ..ports import NewAccount, Store, TaskQuery, UnitOfWork
 from ..tasks import TaskStatus
 from . import codes, credits
@@ -270,34 +270,40 @@ async def rotate_key(store: Store, clock: Clock, user_name: str) -> CreatedAccou
     return CreatedAccount(account, app_key)
 
 
-async def set_password(store: Store, clock: Clock, user_name: str, password: str) -> Account:
+async def set_password(
+    store: Store, clock: Clock, hasher: Hasher, user_name: str, password: str
+) -> Account:
     """Let the account log in to the image API with this password."""
     check_password(password)
-    digest = hash_password(password)
-    return await _update_flags(store, clock, user_name, end_sessions=True, password_hash=digest)
-
-
-async def register(store: Store, clock: Clock, user_name: str, password: str) -> Account:
-    """A new account with a password and no credits (it gets an app key too, unshown)."""
-    check_password(password)
-    created = await create_account(
-        store, clock, user_name, 0, password_hash=hash_password(password)
+    password_hash = await hasher.hash(password)
+    return await _update_flags(
+        store, clock, user_name, end_sessions=True, password_hash=password_hash
     )
+
+
+async def register(
+    store: Store, clock: Clock, hasher: Hasher, user_name: str, password: str
+) -> Account:
+    """A new account with a password and no credits (it gets an app key too, unshown)."""
+    check_user_name(user_name)  # before paying for the hash
+    check_password(password)
+    password_hash = await hasher.hash(password)
+    created = await create_account(store, clock, user_name, 0, password_hash=password_hash)
     return created.account
 
 
-async def login(store: Store, user_name: str, password: str) -> Account:
+async def login(store: Store, hasher: Hasher, user_name: str, password: str) -> Account:
     """The active account with this name and password, else :class:`BadCredentials`.
 
     An unknown name, an account without a password and a wrong password cost the
     same scrypt and raise the same error, so neither the answer nor its timing tells
-    which names exist.
+    which names exist. The hash runs in a worker thread (:class:`~mjcore.passwords.Hasher`).
     """
     exact = USER_NAME.allows(user_name)  # "alice " is not alice (MariaDB pads; we do not)
     async with store.unit_of_work(readonly=True) as uow:
         account = await uow.accounts.by_name(user_name) if exact else None
     stored = account.password_hash if account is not None and account.password_hash else None
-    matches = verify_password(password, stored or DECOY_HASH)
+    matches = await hasher.verify(password, stored or DECOY_HASH)
     if account is None or stored is None or not matches or not account.active:
         raise BadCredentials("wrong user name or password")
     return account
@@ -317,6 +323,7 @@ class AccountService:
 
     store: Store
     clock: Clock
+    hasher: Hasher
 
     async def authenticate_key(self, app_key: str) -> Account:
         return await authenticate_key(self.store, app_key)
@@ -328,10 +335,10 @@ class AccountService:
         return account if account is not None and account.active else None
 
     async def register(self, user_name: str, password: str) -> Account:
-        return await register(self.store, self.clock, user_name, password)
+        return await register(self.store, self.clock, self.hasher, user_name, password)
 
     async def login(self, user_name: str, password: str) -> Profile:
-        account = await login(self.store, user_name, password)
+        account = await login(self.store, self.hasher, user_name, password)
         return await self.profile(account)
 
     async def profile(self, account: Account) -> Profile:
