@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mjcore.codes import CODE_EXPIRY_DAYS
-from mjcore.errors import MjcoreError
+from mjcore.errors import InvalidAmount, MjcoreError
+from mjcore.limits import parse_whole
 from mjcore.services import accounts, tasks
 from mjcore.tasks import TaskStatus
 
@@ -53,12 +54,11 @@ def _whole(low: int, high: int) -> Callable[[str], int]:
 
     def parse(raw: str) -> int:
         try:
-            value = int(raw)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {raw}")
-        return value
+            return parse_whole(raw, low, high, "it")
+        except InvalidAmount:
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number from {low} to {high}, got {raw!r}"
+            ) from None
 
     return parse
 
