@@ -150,7 +150,7 @@ async def test_counter_verbs_on_an_unknown_key_are_not_found(
         await accounts.get_account_by_key(store, "nope")
 
 
-async def test_a_new_password_or_key_moves_the_token_version_on(
+async def test_finding_12_a_new_password_or_key_moves_the_token_version_on(
     store: Store, clock: FakeClock
 ) -> None:
     created = await accounts.create_account(store, clock, "alice", 5)
@@ -168,7 +168,7 @@ async def test_a_new_password_or_key_moves_the_token_version_on(
 
 
 @pytest.mark.parametrize("name", ["alice ", " alice", "ALICE", "alice\t"])
-async def test_a_name_that_is_not_exactly_the_accounts_cannot_log_in(
+async def test_finding_18_a_name_that_is_not_exactly_the_accounts_cannot_log_in(
     store: Store, clock: FakeClock, name: str
 ) -> None:
     """MariaDB compares 'alice ' equal to 'alice' (PAD SPACE): names are checked first."""

@@ -171,7 +171,9 @@ async def test_finishing_frees_the_slot_for_the_oldest_waiting_task(
     assert await _holding(store) == 1
 
 
-async def test_a_user_cannot_release_a_running_jobs_slot(store: Store, clock: FakeClock) -> None:
+async def test_finding_9_a_user_cannot_release_a_running_jobs_slot(
+    store: Store, clock: FakeClock
+) -> None:
     mj, provider = _service(store, clock, concurrency=1, queue=5)
     alice, bob = await _user(store, clock, 10), await _user(store, clock, 11)
     running = await mj.imagine(alice, "a")
@@ -478,7 +480,7 @@ async def test_a_submission_that_may_have_reached_discord_is_kept_not_refunded(
 
 
 @pytest.mark.parametrize("prompt", ["a fox --repeat 40", "a fox --r 4", "a fox --turbo"])
-async def test_parameters_that_multiply_the_cost_are_refused_and_nothing_is_charged(
+async def test_finding_8_parameters_that_multiply_the_cost_are_refused_and_nothing_is_charged(
     store: Store, clock: FakeClock, prompt: str
 ) -> None:
     mj, provider = _service(store, clock)
@@ -492,7 +494,7 @@ async def test_parameters_that_multiply_the_cost_are_refused_and_nothing_is_char
     assert (await allowed.imagine(user, prompt)).status is TaskStatus.SUBMITTED
 
 
-async def test_uploads_are_their_uploaders_alone(store: Store, clock: FakeClock) -> None:
+async def test_finding_13_uploads_are_their_uploaders_alone(store: Store, clock: FakeClock) -> None:
     mj, _ = _service(store, clock)
     alice, bob = await _user(store, clock, 10), await _user(store, clock, 11)
     upload = await mj.upload(alice, b"png", "image/png", ".png")

@@ -96,7 +96,7 @@ def _end(
     return event
 
 
-async def test_result_mirroring_copies_once_only_after_the_task_is_won(
+async def test_finding_2_mirroring_copies_once_only_after_the_task_is_won(
     app: InProcess, fake: FakeDiscord
 ) -> None:
     user = await new_user(app.database_url, 5)
@@ -117,7 +117,7 @@ async def test_result_mirroring_copies_once_only_after_the_task_is_won(
     assert done["image_url"].startswith("http://mjcore.test/images/")
 
 
-async def test_result_mirroring_cannot_starve_discord_submissions(
+async def test_finding_2_mirroring_cannot_starve_discord_submissions(
     app: InProcess, fake: FakeDiscord, drip: _Drip
 ) -> None:
     user = await new_user(app.database_url, 60)
@@ -148,7 +148,7 @@ async def test_result_mirroring_cannot_starve_discord_submissions(
 @pytest.mark.parametrize(
     "url", ["file:///etc/passwd", "javascript:alert(1)", "https://evil.example/fox.png"]
 )
-async def test_a_result_url_that_is_not_allowed_never_reaches_a_client(
+async def test_finding_5_a_result_url_that_is_not_allowed_never_reaches_a_client(
     app: InProcess, fake: FakeDiscord, url: str
 ) -> None:
     user = await new_user(app.database_url, 5)
@@ -161,7 +161,7 @@ async def test_a_result_url_that_is_not_allowed_never_reaches_a_client(
     assert task["status"] == "SUBMITTED" and task["image_url"] is None
 
 
-async def test_a_jwt_dies_with_a_new_password_or_key(app: InProcess) -> None:
+async def test_finding_12_a_jwt_dies_with_a_new_password_or_key(app: InProcess) -> None:
     login = {"username": "jwtuser", "password": "first password"}
     await app.client.post("/api/register", json=login)
     token = (await app.client.post("/api/login", json=login)).json()["token"]
@@ -181,7 +181,7 @@ async def test_a_jwt_dies_with_a_new_password_or_key(app: InProcess) -> None:
     assert after_password.status_code == after_key.status_code == 401
 
 
-async def test_uploads_are_described_and_posted_only_by_their_uploader(
+async def test_finding_13_uploads_are_described_and_posted_only_by_their_uploader(
     app: InProcess, fake: FakeDiscord
 ) -> None:
     alice, mallory = await new_user(app.database_url, 5), await new_user(app.database_url, 5)
@@ -208,7 +208,7 @@ async def test_uploads_are_described_and_posted_only_by_their_uploader(
         "a fox <#1234567890123456#>",
     ],
 )
-async def test_prompts_that_cost_more_or_steer_results_are_refused_for_free(
+async def test_finding_8_prompts_that_cost_more_or_steer_results_are_refused_for_free(
     app: InProcess, fake: FakeDiscord, prompt: str
 ) -> None:
     user = await new_user(app.database_url, 5)
@@ -246,7 +246,7 @@ OVERSIZED: list[tuple[str, str, Any]] = [
 
 
 @pytest.mark.parametrize("kind", [p for p in store_params() if p.id != "memory"])  # type: ignore[attr-defined]
-async def test_bad_text_is_a_400_the_same_on_every_store(
+async def test_finding_11_bad_text_is_a_400_the_same_on_every_store(
     kind: str, fake: FakeDiscord, tmp_path: Path
 ) -> None:
     async with open_test_store(kind, tmp_path):

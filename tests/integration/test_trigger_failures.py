@@ -249,7 +249,7 @@ async def test_the_callback_secret_is_required_when_set(
         assert ours and not any("s3cret-value" in line for line in ours)
 
 
-async def test_without_a_callback_secret_the_http_callback_does_not_exist(
+async def test_finding_1_without_a_callback_secret_the_http_callback_does_not_exist(
     discord: FakeDiscord, tmp_path: Path
 ) -> None:
     async with in_process(discord.env(), tmp_path) as server:

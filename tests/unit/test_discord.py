@@ -218,7 +218,7 @@ async def test_an_upload_answer_without_slots_is_a_provider_error() -> None:
         await _provider(transport).upload("1.png", b"x", "image/png")
 
 
-async def test_discords_words_are_logged_without_the_token_and_not_shown_to_clients(
+async def test_finding_16_discords_words_are_logged_without_the_token_and_not_shown_to_clients(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     token = "mfa.user-token-that-must-never-leak"

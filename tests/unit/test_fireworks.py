@@ -66,7 +66,7 @@ async def test_faults_become_provider_errors(response: httpx.Response, error: ty
         await _images(lambda request: response).generate(ASK)
 
 
-async def test_upstream_words_go_to_the_log_redacted_and_never_to_the_client(
+async def test_finding_16_upstream_words_go_to_the_log_redacted_and_never_to_the_client(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     key = "fw_3ZxkQ8secretSECRET9"

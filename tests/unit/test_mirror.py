@@ -39,11 +39,11 @@ CDN = "https://cdn.discordapp.com/attachments/1/2/fox_600f88ff-2147-40ad-83e4-50
         ("not a url at all", False),
     ],
 )
-def test_only_allowed_https_hosts_are_trusted(url: str, trusted: bool) -> None:
+def test_finding_5_only_allowed_https_hosts_are_trusted(url: str, trusted: bool) -> None:
     assert MirrorPolicy().trusted(url) is trusted
 
 
-def test_an_origin_named_in_full_is_trusted_as_named() -> None:
+def test_finding_5_an_origin_named_in_full_is_trusted_as_named() -> None:
     policy = MirrorPolicy(("http://127.0.0.1:8080",))
     assert policy.trusted("http://127.0.0.1:8080/a.png")
     assert not policy.trusted("http://127.0.0.1:8081/a.png")
@@ -54,7 +54,7 @@ def _store(tmp_path: Path) -> LocalImageStore:
     return LocalImageStore(tmp_path / "images", "http://ours")
 
 
-async def test_a_host_name_that_resolves_into_our_network_is_refused(
+async def test_finding_2_a_host_name_that_resolves_into_our_network_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def private(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
@@ -124,7 +124,7 @@ async def test_an_allowed_image_is_copied(tmp_path: Path, origin: _Origin) -> No
     assert copied is not None and copied.startswith("http://ours/images/")
 
 
-async def test_the_byte_cap_is_counted_while_the_bytes_arrive(
+async def test_finding_2_the_byte_cap_is_counted_while_the_bytes_arrive(
     tmp_path: Path, origin: _Origin
 ) -> None:
     async with _mirror(tmp_path, origin, max_bytes=1_000_000) as mirror:
@@ -133,7 +133,7 @@ async def test_the_byte_cap_is_counted_while_the_bytes_arrive(
     assert not (tmp_path / "images").exists() or not any((tmp_path / "images").iterdir())
 
 
-async def test_one_deadline_bounds_a_slow_drip(tmp_path: Path, origin: _Origin) -> None:
+async def test_finding_2_one_deadline_bounds_a_slow_drip(tmp_path: Path, origin: _Origin) -> None:
     started = time.monotonic()
     async with _mirror(tmp_path, origin, deadline_s=0.5) as mirror:
         assert await mirror.mirror(f"{origin.url}/drip.png") is None

@@ -21,7 +21,7 @@ def _journal(directory: Path) -> list[Path]:
     return [p for p in directory.iterdir() if p.name.startswith("private.db-")]
 
 
-async def test_a_new_sqlite_database_and_its_journal_are_private(tmp_path: Path) -> None:
+async def test_finding_17_a_new_sqlite_database_and_its_journal_are_private(tmp_path: Path) -> None:
     path = tmp_path / "private.db"
     store = await open_store(f"sqlite:///{path}")
     try:
@@ -35,7 +35,7 @@ async def test_a_new_sqlite_database_and_its_journal_are_private(tmp_path: Path)
         await store.close()
 
 
-async def test_images_are_kept_in_a_private_directory(tmp_path: Path) -> None:
+async def test_finding_17_images_are_kept_in_a_private_directory(tmp_path: Path) -> None:
     directory = tmp_path / "images"
     url = await LocalImageStore(directory, "http://x").save(png(), "image/png")
     [saved] = list(directory.glob("*.png"))
