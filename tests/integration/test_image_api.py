@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import subprocess
 import time
@@ -26,7 +27,8 @@ from mjcore.services import accounts, codes
 from ..e2e import GENEROUS_RATE_LIMITS, ledger_ok
 from ..fakes.discord import FakeDiscord
 from ..fakes.fireworks import FakeFireworks
-from ..servers import MJCORE, Served, mjcore_serve
+from ..inprocess import InProcess, in_process
+from ..servers import MJCORE
 
 JWT_SECRET = "a-known-secret-for-these-tests-" + "0123456789abcdef" * 3
 ADMIN = ("root-admin", "admin-password-42")
@@ -39,33 +41,60 @@ def fireworks() -> Iterator[FakeFireworks]:
         yield fake
 
 
+class _Everything(logging.Handler):
+    """Every log line of the module's apps, at DEBUG: the secrets test reads them all."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
 @pytest.fixture(scope="module")
-def api(
-    fireworks: FakeFireworks, discord: FakeDiscord, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Served]:
-    home = tmp_path_factory.mktemp("images")
+def logged() -> Iterator[list[str]]:
+    handler, root = _Everything(), logging.getLogger()
+    handler.setFormatter(logging.Formatter("%(name)s %(message)s %(exc_text)s"))
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield handler.lines
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("images")
+
+
+@pytest.fixture
+async def api(
+    fireworks: FakeFireworks, discord: FakeDiscord, home: Path, logged: list[str]
+) -> AsyncIterator[InProcess]:
+    """The app in process, on the module's one SQLite database."""
     env = (
         fireworks.env()
         | discord.env()
         | {
-            "MJCORE_DATABASE_URL": f"sqlite:///{home / 'mj.db'}",
             "MJCORE_JWT_SECRET": JWT_SECRET,
             "MJCORE_ADMIN_USERNAME": ADMIN[0],
             "MJCORE_ADMIN_PASSWORD": ADMIN[1],
             "MJCORE_FIREWORKS_TIMEOUT_S": "2",
-            "MJCORE_LOG_LEVEL": "DEBUG",
         }
         | GENEROUS_RATE_LIMITS
     )
     SECRETS.update({JWT_SECRET, ADMIN[1]})
-    with mjcore_serve(env, home) as server:
-        yield server
+    async with in_process(env, home) as app:
+        yield app
 
 
 @pytest.fixture
-async def client(api: Served) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
-        yield http
+def client(api: InProcess) -> httpx.AsyncClient:
+    return api.client
 
 
 def admin_auth() -> dict[str, str]:
@@ -108,7 +137,7 @@ async def me(client: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, An
 
 
 async def test_register_login_redeem_generate_records_and_stats_agree(
-    client: httpx.AsyncClient, api: Served, fireworks: FakeFireworks
+    client: httpx.AsyncClient, api: InProcess, fireworks: FakeFireworks
 ) -> None:
     before = (await client.get("/api/admin/stats", headers=admin_auth())).json()
     name, password = f"flow_{os.getpid()}", "correct horse battery"
@@ -193,7 +222,7 @@ async def test_jpeg_is_asked_for_and_served_as_jpeg(
     [("[500]", 502), ("[429]", 502), ("[hang]", 504), ("[filtered]", 422), ("[malformed]", 502)],
 )
 async def test_each_fireworks_fault_has_its_status_and_costs_nothing(
-    client: httpx.AsyncClient, api: Served, marker: str, status: int
+    client: httpx.AsyncClient, api: InProcess, marker: str, status: int
 ) -> None:
     name, headers = await signup(client, 3)
 
@@ -231,7 +260,7 @@ def _token(claims: dict[str, Any], key: str = JWT_SECRET, algorithm: str = "HS25
     return jwt.encode(claims, key, algorithm=algorithm)
 
 
-async def test_jwt_attacks_are_refused(client: httpx.AsyncClient, api: Served) -> None:
+async def test_jwt_attacks_are_refused(client: httpx.AsyncClient, api: InProcess) -> None:
     name, headers = await signup(client)
     user_id = str(jwt.decode(headers["Authorization"][7:], JWT_SECRET, ["HS256"])["sub"])
     now = datetime.now(UTC)
@@ -288,7 +317,7 @@ async def test_wrong_name_and_wrong_password_look_the_same(client: httpx.AsyncCl
     assert taken.status_code == 400
 
 
-async def test_redemption_refusals(client: httpx.AsyncClient, api: Served) -> None:
+async def test_redemption_refusals(client: httpx.AsyncClient, api: InProcess) -> None:
     _, headers = await signup(client)
     [used] = await make_codes(client, 2, 1)
     await client.post("/api/redeem", json={"code": used}, headers=headers)
@@ -307,7 +336,7 @@ async def test_redemption_refusals(client: httpx.AsyncClient, api: Served) -> No
 
 
 async def test_twenty_concurrent_redemptions_of_one_code_over_http(
-    client: httpx.AsyncClient, api: Served
+    client: httpx.AsyncClient, api: InProcess
 ) -> None:
     users = [await signup(client) for _ in range(20)]
     [code] = await make_codes(client, 7, 1)
@@ -428,7 +457,7 @@ async def test_user_endpoints_want_a_token(client: httpx.AsyncClient) -> None:
         assert (path, response.status_code) == (path, 401)
 
 
-def _cli(api: Served, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def _cli(api: InProcess, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MJCORE_")}
     env["MJCORE_DATABASE_URL"] = api.database_url
     return subprocess.run(
@@ -437,7 +466,7 @@ def _cli(api: Served, *args: str, stdin: str = "") -> subprocess.CompletedProces
 
 
 async def test_cli_and_registered_accounts_are_one_kind_with_one_balance(
-    client: httpx.AsyncClient, api: Served
+    client: httpx.AsyncClient, api: InProcess
 ) -> None:
     name, headers = await signup(client, 5)
     rotated = _cli(api, "users", "rotate-key", name, "--json")
@@ -480,15 +509,16 @@ async def test_a_generated_jwt_secret_is_kept_across_restarts(
     fireworks: FakeFireworks, tmp_path: Path
 ) -> None:
     env = fireworks.env() | {"MJCORE_DATABASE_URL": f"sqlite:///{tmp_path / 'keep.db'}"}
-    with mjcore_serve(env, tmp_path) as server:
-        async with httpx.AsyncClient(base_url=server.url) as client:
-            await client.post("/api/register", json={"username": "keeper", "password": "12345678"})
-            token = (
-                await client.post("/api/login", json={"username": "keeper", "password": "12345678"})
-            ).json()["token"]
-    with mjcore_serve(env, tmp_path) as server:
-        async with httpx.AsyncClient(base_url=server.url) as client:
-            response = await client.get("/api/user", headers={"Authorization": f"Bearer {token}"})
+    async with in_process(env, tmp_path) as first:
+        client = first.client
+        await client.post("/api/register", json={"username": "keeper", "password": "12345678"})
+        token = (
+            await client.post("/api/login", json={"username": "keeper", "password": "12345678"})
+        ).json()["token"]
+    async with in_process(env, tmp_path) as second:  # a restart: a new app, the same database
+        response = await second.client.get(
+            "/api/user", headers={"Authorization": f"Bearer {token}"}
+        )
     assert response.status_code == 200 and response.json()["username"] == "keeper"
 
 
@@ -500,17 +530,17 @@ async def test_kontext_models_are_submitted_and_polled(
         "MJCORE_ADMIN_USERNAME": ADMIN[0],
         "MJCORE_ADMIN_PASSWORD": ADMIN[1],
     }
-    with mjcore_serve(env, tmp_path) as server:
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-            _, headers = await signup(client, 2)
-            done = await client.post(
-                "/api/generate", json={"prompt": "a boat", "output_format": "jpeg"}, headers=headers
-            )
-            filtered = await client.post(
-                "/api/generate", json={"prompt": "[filtered]"}, headers=headers
-            )
-            image = await client.get(done.json()["image_url"])
-            left = (await me(client, headers))["credits"]
+    async with in_process(env, tmp_path) as server:
+        client = server.client
+        _, headers = await signup(client, 2)
+        done = await client.post(
+            "/api/generate", json={"prompt": "a boat", "output_format": "jpeg"}, headers=headers
+        )
+        filtered = await client.post(
+            "/api/generate", json={"prompt": "[filtered]"}, headers=headers
+        )
+        image = await client.get(done.json()["image_url"])
+        left = (await me(client, headers))["credits"]
 
     assert done.status_code == 200, done.text
     assert sniff(image.content) == "image/jpeg"
@@ -520,8 +550,8 @@ async def test_kontext_models_are_submitted_and_polled(
     assert any(p.endswith("/models/flux-kontext-pro/get_result") for p in paths)
 
 
-def test_no_secret_ever_reached_the_log(api: Served) -> None:
-    log = api.log.read_text()
+def test_no_secret_ever_reached_the_log(logged: list[str]) -> None:
+    log = "\n".join(logged)
     assert "POST /api/login 200" in log  # the log is on, and it logged the logins
     leaked = [s for s in SECRETS if s in log]
     assert len(SECRETS) > 5 and leaked == []
