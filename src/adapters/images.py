@@ -140,7 +140,8 @@ class HttpImageMirror:
                 log.warning("refused to copy from %s: not a public address", parts.host)
                 return None
         async with self.client.stream("GET", url) as response:
-            if not checked and not _public(_peer(response)):  # DNS may have changed its mind
+            peer = _peer(response)
+            if not checked and (peer is None or not _public(peer)):  # DNS may have changed
                 return None
             if not response.is_success:
                 return None
@@ -153,8 +154,8 @@ class HttpImageMirror:
         return b"".join(chunks)
 
 
-def _peer(response: httpx.Response) -> str:
-    """The address the response came from."""
+def _peer(response: httpx.Response) -> str | None:
+    """The address the response came from (None: the transport does not say)."""
     stream = response.extensions.get("network_stream")
     address = stream.get_extra_info("server_addr") if stream is not None else None
-    return str(address[0]) if address else "0.0.0.0"
+    return str(address[0]) if address else None

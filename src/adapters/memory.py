@@ -11,7 +11,6 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
 
 from attrs import define, evolve, field
 
@@ -19,7 +18,7 @@ from mjcore.accounts import Account
 from mjcore.codes import RedemptionCode
 from mjcore.errors import Conflict, UserNameTaken
 from mjcore.ledger import LedgerEntry, Tally, tally
-from mjcore.ports import Counts, NewAccount, QueueCounts, TaskQuery, UploadRecord
+from mjcore.ports import AccountChanges, Counts, NewAccount, QueueCounts, TaskQuery, UploadRecord
 from mjcore.tasks import MUTABLE_FIELDS, Provider, Task, TaskStatus
 
 _NEVER = datetime(1970, 1, 1, tzinfo=UTC)
@@ -105,26 +104,9 @@ class _Accounts:
             account, token_total=account.token_total + delta, updated_at=now
         )
 
-    async def update_flags(
-        self,
-        account_id: int,
-        now: datetime,
-        *,
-        disabled: bool | None = None,
-        deleted_at: datetime | None = None,
-        password_hash: str | None = None,
-        app_key_digest: str | None = None,
-        token_version: int | None = None,
-    ) -> None:
-        given: dict[str, Any] = {
-            "disabled": disabled,
-            "deleted_at": deleted_at,
-            "password_hash": password_hash,
-            "app_key_digest": app_key_digest,
-            "token_version": token_version,
-        }
-        changes = {name: value for name, value in given.items() if value is not None}
-        self.s.accounts[account_id] = evolve(self.s.accounts[account_id], updated_at=now, **changes)
+    async def update_flags(self, account_id: int, now: datetime, changes: AccountChanges) -> None:
+        account = self.s.accounts[account_id]
+        self.s.accounts[account_id] = evolve(account, updated_at=now, **changes.given())
 
 
 @define

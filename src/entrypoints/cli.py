@@ -131,7 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     serve = leaf(commands, "serve", None, "create or migrate the schema, then serve both APIs")
-    serve.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    serve.add_argument(
+        "--host",
+        default="0.0.0.0",  # noqa: S104 (SPEC: serve on every interface by default)
+        help="address to listen on",
+    )
     serve.add_argument("--port", type=_whole(1, 65535), default=8086, help="port to listen on")
     serve.add_argument(
         "--workers", type=_whole(1, 512), default=1, help="server processes (uvicorn workers)"

@@ -176,11 +176,11 @@ async def codes_list(services: Services, args: argparse.Namespace) -> Output:
         services.store, services.clock, args.limit, args.offset, unused_only=args.unused
     )
     rows = [f"{'code':<16}  {'credits':>8}  {'state':<8}  {'created_at':<32}  expires_at"]
-    for code in found:
-        rows.append(
-            f"{code.code:<16}  {code.credits:>8}  {code_state(code, now):<8}"
-            f"  {code.created_at.isoformat():<32}  {_when(code.expires_at) or '-'}"
-        )
+    rows.extend(
+        f"{code.code:<16}  {code.credits:>8}  {code_state(code, now):<8}"
+        f"  {code.created_at.isoformat():<32}  {_when(code.expires_at) or '-'}"
+        for code in found
+    )
     return Output("\n".join(rows), [code_view(c, now) for c in found])
 
 
@@ -219,11 +219,11 @@ async def ledger_verify(services: Services, args: argparse.Namespace) -> Output:
     result = await reports.verify_ledger(services.store)
     queue = await reports.verify_queue(services.store)
     lines = [f"checked {result.accounts_checked} accounts"]
-    for t in result.mismatches:
-        lines.append(
-            f"MISMATCH {t.user_name} (id {t.account_id}): token_total {t.token_total}"
-            f" vs entries {t.entries_total}; token_use {t.token_use} vs entries {t.entries_use}"
-        )
+    lines.extend(
+        f"MISMATCH {t.user_name} (id {t.account_id}): token_total {t.token_total}"
+        f" vs entries {t.entries_total}; token_use {t.token_use} vs entries {t.entries_use}"
+        for t in result.mismatches
+    )
     lines.append("ledger ok" if result.ok else f"{len(result.mismatches)} account(s) disagree")
     c, a = queue.counters, queue.actual
     lines.append(
@@ -275,11 +275,11 @@ async def ledger_show(services: Services, args: argparse.Namespace) -> Output:
         f" {len(shown)} of {len(found.entries)} entries, oldest first",
         f"{'created_at':<32}  {'kind':<6}  {'delta':>8}  reference",
     ]
-    for entry in shown:
-        rows.append(
-            f"{entry.created_at.isoformat():<32}  {entry.kind.value:<6}  {entry.delta:>8}"
-            f"  {entry.reference}"
-        )
+    rows.extend(
+        f"{entry.created_at.isoformat():<32}  {entry.kind.value:<6}  {entry.delta:>8}"
+        f"  {entry.reference}"
+        for entry in shown
+    )
     data = account_view(account) | {
         "entries_total": len(found.entries),
         "entries": [entry_view(e) for e in shown],
@@ -336,12 +336,12 @@ async def tasks_list(services: Services, args: argparse.Namespace) -> Output:
         f"{'task_id':<20}  {'user_name':<16}  {'provider':<10}  {'action':<10}  {'status':<11}"
         f"  {'cost':>4}  refunded  created_at"
     ]
-    for t in page.tasks:
-        rows.append(
-            f"{t.task_id:<20}  {names[t.account_id]:<16}  {t.provider.value:<10}  {t.action:<10}"
-            f"  {t.status.value:<11}  {t.cost:>4}  {'yes' if t.refunded else 'no':<8}"
-            f"  {t.created_at.isoformat()}"
-        )
+    rows.extend(
+        f"{t.task_id:<20}  {names[t.account_id]:<16}  {t.provider.value:<10}  {t.action:<10}"
+        f"  {t.status.value:<11}  {t.cost:>4}  {'yes' if t.refunded else 'no':<8}"
+        f"  {t.created_at.isoformat()}"
+        for t in page.tasks
+    )
     rows.append(f"{len(page.tasks)} of {page.total} task(s)")
     data = {"total": page.total, "tasks": [task_view(t, names[t.account_id]) for t in page.tasks]}
     return Output("\n".join(rows), data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from .bootstrap import AppServices
 
 T = TypeVar("T")
+log = logging.getLogger("mjcore.http")
 Handler = Callable[[Request], Awaitable[Response]]
 QUERY = make_converter(lenient=True)  # query strings are text: "20" is 20
 OUT = cattrs.Converter()
@@ -47,15 +49,22 @@ class Operation(Route):
         self.doc = doc
 
 
-def guarded(on_error: Callable[[Exception], Response]) -> Callable[[Handler], Handler]:
-    """Wrap a surface's routes so every error becomes that surface's error body."""
+def guarded(
+    on_error: Callable[[Exception], Response | None], internal: Callable[[], Response]
+) -> Callable[[Handler], Handler]:
+    """Wrap a surface's routes so every error becomes that surface's error body: the ones
+    ``on_error`` knows, and any other as ``internal()`` (logged with its traceback)."""
 
     def wrap(handler: Handler) -> Handler:
         async def endpoint(request: Request) -> Response:
             try:
                 return await handler(request)
             except Exception as exc:
-                return on_error(exc)
+                known = on_error(exc)
+                if known is not None:
+                    return known
+                log.error("unexpected error", exc_info=exc)
+                return internal()
 
         return endpoint
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import logging
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -71,8 +70,6 @@ from .schema import BadRequest
 from .settings import Settings
 from .tokens import InvalidToken
 
-log = logging.getLogger("mjcore.images")
-
 
 class Unauthorized(Exception):
     """No valid JWT, or the user it names is gone."""
@@ -86,7 +83,7 @@ def _error(status: int, message: str, **headers: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers or None)
 
 
-def error_response(exc: Exception) -> JSONResponse:
+def error_response(exc: Exception) -> JSONResponse | None:
     """The one mapping from errors to this surface's ``{"error": ...}`` bodies."""
     match exc:
         case Unauthorized() | AccountUnavailable():
@@ -125,11 +122,10 @@ def error_response(exc: Exception) -> JSONResponse:
             return _error(502, f"图片生成失败 ({exc})")
         case NotFound():
             return _error(404, "Not Found")
-    log.exception("unexpected error", exc_info=exc)
-    return _error(500, "服务器错误 (internal error)")
+    return None
 
 
-endpoint = guarded(error_response)
+endpoint = guarded(error_response, lambda: _error(500, "服务器错误 (internal error)"))
 
 
 async def current_user(request: Request) -> Account:

@@ -70,7 +70,7 @@ class ThrottledMemoryStorage(MemoryStorage):
     SWEEP_S = 1.0
     _swept_at = 0.0
 
-    async def _MemoryStorage__schedule_expiry(self) -> None:  # the base class's private hook
+    async def _MemoryStorage__schedule_expiry(self) -> None:  # noqa: N802 (the base's private hook)
         now = time.monotonic()
         if now - self._swept_at >= self.SWEEP_S:
             self._swept_at = now

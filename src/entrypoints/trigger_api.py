@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import logging
 from typing import Any
 
 from starlette.requests import Request
@@ -67,7 +66,6 @@ from .trigger_schema import (
     task_view,
 )
 
-log = logging.getLogger("mjcore.trigger")
 PARAMS_ERROR, BANNED_ERROR, QUEUE_FULL_ERROR, PROVIDER_ERROR, RATE_LIMITED = 13, 14, 15, 16, 17
 
 
@@ -96,7 +94,7 @@ def _detail(
     return JSONResponse(body | extra, status_code=status, headers=headers)
 
 
-def error_response(exc: Exception) -> JSONResponse:
+def error_response(exc: Exception) -> JSONResponse | None:
     """The one mapping from errors to this surface's ``{"detail": ...}`` bodies."""
     match exc:
         case NotAuthenticated():
@@ -126,11 +124,10 @@ def error_response(exc: Exception) -> JSONResponse:
             return _detail(503, "Midjourney is not available on this server.", PROVIDER_ERROR)
         case ProviderError():
             return _detail(502, str(exc), PROVIDER_ERROR)
-    log.exception("unexpected error", exc_info=exc)
-    return _detail(500, "Internal server error.")
+    return None
 
 
-endpoint = guarded(error_response)
+endpoint = guarded(error_response, lambda: _detail(500, "Internal server error."))
 
 
 async def caller(request: Request) -> Account:

@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
-from attrs import frozen
+from attrs import asdict, frozen
 
 from .accounts import Account
 from .codes import RedemptionCode
@@ -55,6 +55,20 @@ class QueueCounts:
     waiting: int  # tasks accepted, not started
 
 
+@frozen
+class AccountChanges:
+    """What may change about an account besides its counters (None: leave it)."""
+
+    disabled: bool | None = None
+    deleted_at: datetime | None = None
+    password_hash: str | None = None
+    app_key_digest: str | None = None
+    token_version: int | None = None
+
+    def given(self) -> dict[str, Any]:
+        return {name: value for name, value in asdict(self).items() if value is not None}
+
+
 class AccountRepository(Protocol):
     async def add(self, new: NewAccount) -> Account:
         """Insert; raise :class:`~mjcore.errors.UserNameTaken` if the name is in use."""
@@ -77,18 +91,8 @@ class AccountRepository(Protocol):
     async def change_total(self, account_id: int, delta: int, now: datetime) -> None:
         """``token_total += delta`` unconditionally (grants and adjustments)."""
 
-    async def update_flags(
-        self,
-        account_id: int,
-        now: datetime,
-        *,
-        disabled: bool | None = None,
-        deleted_at: datetime | None = None,
-        password_hash: str | None = None,
-        app_key_digest: str | None = None,
-        token_version: int | None = None,
-    ) -> None:
-        """Set whichever of these fields is given."""
+    async def update_flags(self, account_id: int, now: datetime, changes: AccountChanges) -> None:
+        """Set whichever of the fields ``changes`` gives (not None)."""
 
 
 class LedgerRepository(Protocol):

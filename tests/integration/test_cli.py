@@ -11,7 +11,7 @@ import re
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -190,11 +190,11 @@ def test_an_unreachable_database_is_one_clear_error(run: Run) -> None:
 
 
 @pytest.fixture(params=[p for p in store_params() if p.id in ("mysql", "postgres")])  # type: ignore[attr-defined]
-async def server_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+async def server_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A MySQL or PostgreSQL URL whose tables were just emptied."""
     async with open_test_store(request.param, tmp_path):
         pass
-    yield url_for(request.param, tmp_path)
+    return url_for(request.param, tmp_path)
 
 
 def test_the_seed_commands_work_on_the_server_databases(run: Run, server_url: str) -> None:
@@ -273,12 +273,14 @@ async def _spend(db_path: Path, name: str, times: int) -> list[str]:
             (
                 await tasks.reserve_task(
                     store,
-                    system_clock,
-                    Prices(),
-                    account_id=account.id,
-                    provider=Provider.FIREWORKS,
-                    action="generate",
-                    prompt=f"picture {i}",
+                    tasks.draft_task(
+                        system_clock,
+                        Prices(),
+                        account_id=account.id,
+                        provider=Provider.FIREWORKS,
+                        action="generate",
+                        prompt=f"picture {i}",
+                    ),
                 )
             ).task_id
             for i in range(times)

@@ -20,7 +20,7 @@ from mjcore.passwords import Hasher
 from mjcore.ports import Store
 from mjcore.pricing import Prices
 from mjcore.services import accounts, reports
-from mjcore.services.tasks import reserve_task
+from mjcore.services.tasks import draft_task, reserve_task
 from mjcore.tasks import Provider
 
 from ..support import FakeClock
@@ -123,11 +123,13 @@ async def test_reset_usage_writes_a_reset_entry(store: Store, clock: FakeClock) 
     for _ in range(3):
         await reserve_task(
             store,
-            clock,
-            Prices(),
-            account_id=created.account.id,
-            provider=Provider.MIDJOURNEY,
-            action="imagine",
+            draft_task(
+                clock,
+                Prices(),
+                account_id=created.account.id,
+                provider=Provider.MIDJOURNEY,
+                action="imagine",
+            ),
         )
 
     reset = await accounts.reset_usage(store, clock, created.app_key)
@@ -184,11 +186,13 @@ async def test_update_tokens_below_what_was_used_is_refused(store: Store, clock:
     for _ in range(4):
         await reserve_task(
             store,
-            clock,
-            Prices(),
-            account_id=created.account.id,
-            provider=Provider.FIREWORKS,
-            action="generate",
+            draft_task(
+                clock,
+                Prices(),
+                account_id=created.account.id,
+                provider=Provider.FIREWORKS,
+                action="generate",
+            ),
         )
 
     with pytest.raises(InvalidAmount, match="balance would be -1"):

@@ -21,12 +21,14 @@ async def _reserve(
 ) -> Task:
     return await tasks.reserve_task(
         store,
-        clock,
-        Prices({"describe": 2, "upload": 0}),
-        account_id=account_id,
-        provider=Provider.MIDJOURNEY,
-        action=action,
-        prompt="a cat",
+        tasks.draft_task(
+            clock,
+            Prices({"describe": 2, "upload": 0}),
+            account_id=account_id,
+            provider=Provider.MIDJOURNEY,
+            action=action,
+            prompt="a cat",
+        ),
     )
 
 

@@ -554,7 +554,10 @@ async def test_the_operator_cannot_fail_a_finished_or_unknown_job(
 ) -> None:
     account_id = await _user(store, clock, 10)
     done = await tasks.reserve_task(
-        store, clock, Prices(), account_id=account_id, provider=Provider.FIREWORKS, action="g"
+        store,
+        tasks.draft_task(
+            clock, Prices(), account_id=account_id, provider=Provider.FIREWORKS, action="g"
+        ),
     )
     await tasks.advance_task(store, clock, done.task_id, TaskStatus.SUCCESS)
 

@@ -14,8 +14,8 @@ from ..support import FakeClock
 
 
 async def _reserve(store: Store, clock: FakeClock, account_id: int, **extra: object) -> Task:
-    return await tasks.reserve_task(
-        store,
+    started = bool(extra.pop("started", False))
+    draft = tasks.draft_task(
         clock,
         Prices(),
         account_id=account_id,
@@ -24,6 +24,7 @@ async def _reserve(store: Store, clock: FakeClock, account_id: int, **extra: obj
         prompt="a red fox",
         **extra,  # type: ignore[arg-type]
     )
+    return await tasks.reserve_task(store, draft, started=started)
 
 
 async def test_task_round_trips_every_field(store: Store, clock: FakeClock) -> None:
@@ -144,10 +145,13 @@ async def test_settings_keep_the_first_value(store: Store, clock: FakeClock) -> 
 async def test_uncommitted_work_is_rolled_back(store: Store, clock: FakeClock) -> None:
     account = (await accounts.create_account(store, clock, "alice", 10)).account
 
-    with pytest.raises(RuntimeError):
+    async def crash_before_commit() -> None:
         async with store.unit_of_work() as uow:
             await uow.accounts.debit(account.id, 4, clock())
             raise RuntimeError("crash before commit")
+
+    with pytest.raises(RuntimeError):
+        await crash_before_commit()
     async with store.unit_of_work() as uow:
         await uow.accounts.debit(account.id, 3, clock())  # not committed either
 

@@ -29,11 +29,11 @@ def test_values_are_converted_for_the_driver() -> None:
     _, params = SQLITE.bind(":t :s :b", {"t": moment, "s": TaskStatus.SUCCESS, "b": True})
     assert params == ["2026-01-01 19:04:05.000006", "SUCCESS", 1]
     _, params = POSTGRES.bind(":t", {"t": moment})
-    assert params == [datetime(2026, 1, 1, 19, 4, 5, 6)]
+    assert params == [datetime(2026, 1, 1, 19, 4, 5, 6)]  # noqa: DTZ001 (drivers take naive UTC)
 
 
 def test_stored_times_come_back_aware_in_utc() -> None:
     expected = datetime(2026, 1, 1, 19, 4, 5, 6, tzinfo=UTC)
     assert SQLITE.timestamp("2026-01-01 19:04:05.000006") == expected
-    assert MYSQL.timestamp(datetime(2026, 1, 1, 19, 4, 5, 6)) == expected
+    assert MYSQL.timestamp(datetime(2026, 1, 1, 19, 4, 5, 6)) == expected  # noqa: DTZ001
     assert POSTGRES.timestamp(None) is None

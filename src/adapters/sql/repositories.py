@@ -13,11 +13,13 @@ from mjcore.accounts import Account
 from mjcore.codes import RedemptionCode
 from mjcore.errors import Conflict, UserNameTaken
 from mjcore.ledger import EntryKind, LedgerEntry, Tally
-from mjcore.ports import Counts, NewAccount, QueueCounts, TaskQuery, UploadRecord
+from mjcore.ports import AccountChanges, Counts, NewAccount, QueueCounts, TaskQuery, UploadRecord
 from mjcore.tasks import MUTABLE_FIELDS, Provider, Task, TaskStatus
 
 from .database import DuplicateKey, Row
 from .session import Session
+
+_UNKNOWN = datetime(1, 1, 1, tzinfo=UTC)  # a time a row should have and does not
 
 _ACCOUNT_COLUMNS = (
     "id, user_name, app_key, token_total, token_use, created_at, updated_at,"
@@ -119,31 +121,15 @@ class SqlAccounts:
             id=account_id,
         )
 
-    async def update_flags(
-        self,
-        account_id: int,
-        now: datetime,
-        *,
-        disabled: bool | None = None,
-        deleted_at: datetime | None = None,
-        password_hash: str | None = None,
-        app_key_digest: str | None = None,
-        token_version: int | None = None,
-    ) -> None:
-        given = {
-            "disabled": disabled,
-            "deleted_at": deleted_at,
-            "password_hash": password_hash,
-            "app_key": app_key_digest,
-            "token_version": token_version,
-        }
-        changes = {column: value for column, value in given.items() if value is not None}
-        assignments = "".join(f", {column} = :{column}" for column in changes)
+    async def update_flags(self, account_id: int, now: datetime, changes: AccountChanges) -> None:
+        columns = {"app_key_digest": "app_key"}  # the seed's column name
+        given = {columns.get(name, name): value for name, value in changes.given().items()}
+        assignments = "".join(f", {column} = :{column}" for column in given)
         await self.db.execute(
             f"UPDATE user_info SET updated_at = :now{assignments} WHERE id = :id",
             now=now,
             id=account_id,
-            **changes,
+            **given,
         )
 
 
@@ -175,7 +161,7 @@ class SqlLedger:
                 delta=int(row["delta"]),
                 kind=EntryKind(row["kind"]),
                 reference=row["reference"],
-                created_at=ts(row["created_at"]) or datetime.min,
+                created_at=ts(row["created_at"]) or _UNKNOWN,
                 id=int(row["id"]),
             )
             for row in rows
@@ -209,7 +195,7 @@ def _code(row: Row, db: Session) -> RedemptionCode:
     return RedemptionCode(
         code=row["code"],
         credits=int(row["credits"]),
-        created_at=ts(row["created_at"]) or datetime.min,
+        created_at=ts(row["created_at"]) or _UNKNOWN,
         expires_at=ts(row["expires_at"]),
         redeemed_by=None if row["redeemed_by"] is None else int(row["redeemed_by"]),
         redeemed_at=ts(row["redeemed_at"]),
@@ -303,7 +289,7 @@ def _task(row: Row, db: Session) -> Task:
         action=row["action"],
         prompt=row["prompt"],
         cost=int(row["cost"]),
-        created_at=ts(row["created_at"]) or datetime.min,
+        created_at=ts(row["created_at"]) or _UNKNOWN,
         status=TaskStatus(row["status"]),
         params=json.loads(row["params"]),
         parent_task_id=row["parent_task_id"],
@@ -558,7 +544,7 @@ class SqlUploads:
             trigger_id=row["trigger_id"],
             account_id=int(row["account_id"]),
             upload_filename=row["upload_filename"],
-            created_at=self.db.dialect.timestamp(row["created_at"]) or datetime.min,
+            created_at=self.db.dialect.timestamp(row["created_at"]) or _UNKNOWN,
         )
 
 

@@ -20,7 +20,7 @@ from ..errors import (
 )
 from ..limits import Whole
 from ..passwords import DECOY_HASH, Hasher, check_password
-from ..ports import NewAccount, Store, TaskQuery, UnitOfWork
+from ..ports import AccountChanges, NewAccount, Store, TaskQuery, UnitOfWork
 from ..tasks import TaskStatus
 from . import codes, credits
 
@@ -234,7 +234,7 @@ async def _update_flags(
         account = await _locked_live(uow, user_name)
         if end_sessions:
             flags["token_version"] = account.token_version + 1
-        await uow.accounts.update_flags(account.id, clock(), **flags)
+        await uow.accounts.update_flags(account.id, clock(), AccountChanges(**flags))
         updated = await _reread(uow, account.id)
         await uow.commit()
     return updated

@@ -59,8 +59,7 @@ async def generate_image(
         "output_format": request.output_format,
         "seed": request.seed,
     }
-    task = await tasks.reserve_task(
-        store,
+    draft = tasks.draft_task(
         clock,
         prices,
         account_id=account_id,
@@ -68,8 +67,9 @@ async def generate_image(
         action=ACTION,
         prompt=request.prompt,
         params=params,
-        started=True,  # no queue: it runs now, so the stale sweep can settle it after a crash
     )
+    # no queue: it runs now, so the stale sweep can settle it after a crash
+    task = await tasks.reserve_task(store, draft, started=True)
     try:
         image = await generator.generate(request)
         url = await images.save(image.data, image.content_type)

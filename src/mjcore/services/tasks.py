@@ -147,38 +147,13 @@ async def refund_once(uow: UnitOfWork, task: Task, now: datetime) -> bool:
 # -- the same steps, each in its own unit of work -------------------------------------------
 
 
-async def reserve_task(
-    store: Store,
-    clock: Clock,
-    prices: Prices,
-    *,
-    account_id: int,
-    provider: Provider,
-    action: str,
-    prompt: str = "",
-    params: Mapping[str, Any] | None = None,
-    parent_task_id: str | None = None,
-    trigger_id: str | None = None,
-    started: bool = False,
-) -> Task:
-    """Accept a job: debit its price and record the task in one transaction.
+async def reserve_task(store: Store, draft: Task, *, started: bool = False) -> Task:
+    """Accept a job (a :func:`draft_task`): debit its price and record it in one transaction.
 
     ``started`` records it as ``SUBMITTED`` at once (a job that runs now, with no queue):
     a task is never left ``NOT_START`` with nothing to start it, whatever crashes when.
     """
-    task = draft_task(
-        clock,
-        prices,
-        account_id=account_id,
-        provider=provider,
-        action=action,
-        prompt=prompt,
-        params=params,
-        parent_task_id=parent_task_id,
-        trigger_id=trigger_id,
-    )
-    if started:
-        task = task.advance(TaskStatus.SUBMITTED, task.created_at)
+    task = draft.advance(TaskStatus.SUBMITTED, draft.created_at) if started else draft
     async with store.unit_of_work() as uow:
         await open_in(uow, task)
         await uow.commit()
