@@ -6,8 +6,9 @@ stay for what a process boundary is the point of (crash, several processes, the 
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from starlette.applications import Starlette
 
 from entrypoints.app import create_app
 from entrypoints.settings import Settings
+
+from .fakes.discord import FakeDiscord
 
 BASE_URL = "http://mjcore.test"
 
@@ -51,3 +54,23 @@ async def in_process(env: dict[str, str], home: Path) -> AsyncIterator[InProcess
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL, timeout=30) as http:
             yield InProcess(http, settings, app)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Poll state another thread changes (a fake's), for up to 15 s."""
+    async with asyncio.timeout(15):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def listening(fake: FakeDiscord, home: Path, **settings: str) -> AsyncIterator[InProcess]:
+    """The app with our own listener on, once the listener has joined the fake's gateway."""
+    env = fake.listener_env() | {"MJCORE_MJ_CONCURRENCY": "20", "MJCORE_LISTENER_LEASE_S": "2"}
+    env |= {f"MJCORE_{name.upper()}": value for name, value in settings.items()}
+    connections = fake.gateway.connections
+    async with in_process(env, home) as app:
+        await until(lambda: fake.gateway.connections > connections and bool(fake.gateway.connected))
+        yield app

@@ -33,6 +33,19 @@ TABLES = (
 SEEDED_TABLES = ("provider_queue",)
 
 
+MIDJOURNEY_WORDS = (
+    "Peter Pan flying over London",
+    "Image #1 of a series",
+    "Zoom Out of a city",
+    "Variations of a theme",
+    "Upscaled lighthouse",
+    "a kettle (Stopped)",
+    "a progress bar (50%)",
+    "a **bold** fox",
+)
+"""Prompts in Midjourney's own words: none of them may be read as Midjourney's wording."""
+
+
 class FakeClock:
     """A clock the test moves by hand."""
 

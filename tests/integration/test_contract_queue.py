@@ -30,7 +30,7 @@ from mjcore.services.midjourney import (
 )
 from mjcore.tasks import FailureKind, Provider, Task, TaskStatus
 
-from ..support import FakeClock
+from ..support import MIDJOURNEY_WORDS, FakeClock
 
 HASH = "600f88ff-2147-40ad-83e4-50992c96aadb"
 
@@ -365,16 +365,7 @@ async def test_a_job_is_given_up_after_its_maximum_duration_even_with_progress(
 
 @pytest.mark.parametrize(
     "prompt",
-    [
-        "Peter Pan flying over London",
-        "Image #1 of a series",
-        "Zoom Out of a city",
-        "Variations of a theme",
-        "Upscaled lighthouse",
-        "a kettle (Stopped)",
-        "progress bar (50%)",
-        "a **bold** fox",
-    ],
+    MIDJOURNEY_WORDS,
 )
 async def test_prompts_with_midjourneys_own_words_finish(
     store: Store, clock: FakeClock, prompt: str

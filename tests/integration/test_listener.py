@@ -23,7 +23,8 @@ from ..e2e import User, credits, ledger_kinds, ledger_ok, new_user, wait_for
 from ..fakes.discord import CHANNEL, FakeDiscord
 from ..fakes.images import png
 from ..fakes.midjourney_bot import Failure
-from ..inprocess import InProcess, in_process
+from ..inprocess import InProcess, listening, until
+from ..support import MIDJOURNEY_WORDS
 
 API = "/v1/api/trigger"
 
@@ -37,25 +38,11 @@ def fake() -> Iterator[FakeDiscord]:
 
 @pytest.fixture
 async def app(fake: FakeDiscord, tmp_path: Path) -> AsyncIterator[InProcess]:
-    env = fake.listener_env() | {
-        "MJCORE_MJ_CONCURRENCY": "20",
-        "MJCORE_LISTENER_LEASE_S": "2",
-        "MJCORE_LISTENER_DELETED_GRACE_S": "0.3",
-        "MJCORE_DISCORD_TIMEOUT_S": "1",
-    }
-    connections = fake.gateway.connections
-    async with in_process(env, tmp_path) as running:
-        await _until(lambda: fake.gateway.connections > connections and fake.gateway.connected)
+    grace, timeout = "0.3", "1"
+    async with listening(
+        fake, tmp_path, listener_deleted_grace_s=grace, discord_timeout_s=timeout
+    ) as running:
         yield running
-
-
-async def _until(condition: Any) -> None:
-    """Poll state the fake's own thread changes, for up to 15 s."""
-    async with asyncio.timeout(15):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.02)
 
 
 def _ended(task: dict[str, Any]) -> bool:
@@ -111,16 +98,7 @@ async def test_every_action_finishes_through_our_own_listener(
 
 @pytest.mark.parametrize(
     "prompt",
-    [
-        "Peter Pan flying over London",
-        "Image #1 of a series",
-        "Zoom Out of a city",
-        "Variations of a theme",
-        "Upscaled lighthouse",
-        "a kettle (Stopped)",
-        "a progress bar (50%)",
-        "a **bold** fox",
-    ],
+    MIDJOURNEY_WORDS,
 )
 async def test_prompts_in_midjourneys_own_words_finish(
     app: InProcess, fake: FakeDiscord, prompt: str
@@ -185,7 +163,7 @@ async def test_a_dropped_gateway_connection_resumes_and_loses_no_result(
     done = await _done(app, user, accepted)
 
     assert done["status"] == "SUCCESS"
-    await _until(lambda: fake.gateway.resumes > resumes)
+    await until(lambda: fake.gateway.resumes > resumes)
     assert await ledger_ok(app.database_url)
 
 

@@ -13,6 +13,7 @@ from ..e2e import CALLBACK_SECRET, User, new_user, wait_for
 from ..fakes.discord import GUILD, FakeDiscord, listener_event
 from ..fakes.images import png
 from ..inprocess import InProcess
+from ..support import MIDJOURNEY_WORDS
 
 API = "/v1/api/trigger"
 GRID_ID = 1112838593312997377  # above 2**53: must survive as a string
@@ -347,16 +348,7 @@ async def test_uploads_must_be_images_of_bounded_size(
 
 @pytest.mark.parametrize(
     "prompt",
-    [
-        "Peter Pan flying over London",
-        "Image #1 of a series",
-        "Zoom Out of a city",
-        "Variations of a theme",
-        "Upscaled lighthouse",
-        "a kettle (Stopped)",
-        "a progress bar (50%)",
-        "a **bold** fox",
-    ],
+    MIDJOURNEY_WORDS,
 )
 async def test_prompts_in_midjourneys_words_finish_through_the_http_callback(
     client: httpx.AsyncClient, served: InProcess, discord: FakeDiscord, prompt: str

@@ -11,8 +11,7 @@ import pytest
 
 from ..e2e import User, credits, new_user, wait_for
 from ..fakes.discord import FakeDiscord
-from ..inprocess import InProcess, in_process
-from .test_listener import _until
+from ..inprocess import InProcess, listening
 
 API = "/v1/api/trigger"
 
@@ -26,10 +25,7 @@ def fake() -> Iterator[FakeDiscord]:
 
 @pytest.fixture
 async def app(fake: FakeDiscord, tmp_path: Path) -> AsyncIterator[InProcess]:
-    env = fake.listener_env() | {"MJCORE_MJ_CONCURRENCY": "20", "MJCORE_LISTENER_LEASE_S": "2"}
-    connections = fake.gateway.connections
-    async with in_process(env, tmp_path) as running:
-        await _until(lambda: fake.gateway.connections > connections and fake.gateway.connected)
+    async with listening(fake, tmp_path) as running:
         yield running
 
 
