@@ -317,12 +317,14 @@ async def bootstrap_app(
     jwt_secret = settings.jwt_secret or await kept_secret(
         core.store, "jwt_secret", secrets.token_urlsafe(48)
     )
-    http = httpx.AsyncClient(transport=transport, timeout=settings.discord_timeout_s)
+    tls = httpx.create_ssl_context()  # one for every client: each costs ~40 ms to load
+    http = httpx.AsyncClient(transport=transport, verify=tls, timeout=settings.discord_timeout_s)
     # Fireworks may take minutes: its own client, bounded by its own timeout
-    slow = httpx.AsyncClient(transport=transport, timeout=settings.fireworks_timeout_s)
+    slow = httpx.AsyncClient(transport=transport, verify=tls, timeout=settings.fireworks_timeout_s)
     # copies of result images: never on Discord's pool, a few at a time, one deadline each
     copies = httpx.AsyncClient(
         transport=transport,
+        verify=tls,
         timeout=settings.mirror_timeout_s,
         limits=httpx.Limits(max_connections=settings.mirror_concurrency),
     )
