@@ -27,6 +27,8 @@ TABLES = (
     "mjcore_setting",
     "lease",
     "upload",
+    "webhook_delivery",
+    "idempotency_key",
     "user_info",
 )
 # tables whose rows are part of the schema (seeded by migrations), never emptied

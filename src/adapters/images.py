@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import os
 import re
@@ -16,6 +15,8 @@ from attrs import define, field, frozen
 
 from mjcore.media import CONTENT_TYPES, EXTENSIONS, sniff
 from mjcore.ports import ImageStore, StoredImage
+
+from .network import is_public, peer_of, resolves_public
 
 log = logging.getLogger("mjcore.images")
 DISCORD_CDN = ("cdn.discordapp.com", "media.discordapp.net")
@@ -89,18 +90,6 @@ class MirrorPolicy:
         return entry is not None and "://" in entry
 
 
-def _public(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    return not (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_reserved
-        or ip.is_multicast
-        or ip.is_unspecified
-    )
-
-
 @define
 class HttpImageMirror:
     """Copies a provider's image into our store, within :class:`MirrorPolicy`.
@@ -135,13 +124,12 @@ class HttpImageMirror:
         checked = self.policy.named_in_full(url)
         if not checked:
             parts = httpx.URL(url)
-            found = await asyncio.get_running_loop().getaddrinfo(parts.host, parts.port or 443)
-            if not all(_public(str(info[4][0])) for info in found):
+            if not await resolves_public(parts.host, parts.port or 443):
                 log.warning("refused to copy from %s: not a public address", parts.host)
                 return None
         async with self.client.stream("GET", url) as response:
-            peer = _peer(response)
-            if not checked and (peer is None or not _public(peer)):  # DNS may have changed
+            peer = peer_of(response)
+            if not checked and (peer is None or not is_public(peer)):  # DNS may have changed
                 return None
             if not response.is_success:
                 return None
@@ -152,10 +140,3 @@ class HttpImageMirror:
                     return None
                 chunks.append(chunk)
         return b"".join(chunks)
-
-
-def _peer(response: httpx.Response) -> str | None:
-    """The address the response came from (None: the transport does not say)."""
-    stream = response.extensions.get("network_stream")
-    address = stream.get_extra_info("server_addr") if stream is not None else None
-    return str(address[0]) if address else None

@@ -17,9 +17,11 @@ from attrs import define, evolve, field
 from mjcore.accounts import Account
 from mjcore.codes import RedemptionCode
 from mjcore.errors import Conflict, UserNameTaken
+from mjcore.idempotency import KeyRecord, KeyState
 from mjcore.ledger import LedgerEntry, Tally, tally
 from mjcore.ports import AccountChanges, Counts, NewAccount, QueueCounts, TaskQuery, UploadRecord
 from mjcore.tasks import MUTABLE_FIELDS, Provider, Task, TaskStatus
+from mjcore.webhooks import Delivery, DeliveryStatus, Outcome
 
 _NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -35,6 +37,8 @@ class _State:
     queues: dict[Provider, QueueCounts] = field(factory=dict)
     leases: dict[str, tuple[str, datetime]] = field(factory=dict)
     uploads: dict[str, UploadRecord] = field(factory=dict)
+    deliveries: dict[int, Delivery] = field(factory=dict)
+    keys: dict[tuple[int, str], KeyRecord] = field(factory=dict)
 
     def copy(self) -> _State:
         return _State(
@@ -47,6 +51,8 @@ class _State:
             dict(self.queues),
             dict(self.leases),
             dict(self.uploads),
+            dict(self.deliveries),
+            dict(self.keys),
         )
 
 
@@ -299,6 +305,118 @@ class _Uploads:
 
 
 @define
+class _Webhooks:
+    s: _State
+
+    async def add(self, delivery: Delivery) -> None:
+        new_id = max(self.s.deliveries, default=0) + 1
+        self.s.deliveries[new_id] = evolve(delivery, id=new_id)
+
+    async def add_progress(self, delivery: Delivery) -> bool:
+        waiting = any(
+            (d.task_id, d.url, d.event, d.status, d.attempts)
+            == (delivery.task_id, delivery.url, delivery.event, DeliveryStatus.PENDING, 0)
+            for d in self.s.deliveries.values()
+        )
+        if not waiting:
+            await self.add(delivery)
+        return not waiting
+
+    async def claim(self, now: datetime, lease_until: datetime, limit: int) -> Sequence[Delivery]:
+        due = sorted(
+            (
+                d
+                for d in self.s.deliveries.values()
+                if d.status is DeliveryStatus.PENDING and d.next_attempt_at <= now
+            ),
+            key=lambda d: (d.next_attempt_at, d.id or 0),
+        )[:limit]
+        claimed = [evolve(d, attempts=d.attempts + 1, next_attempt_at=lease_until) for d in due]
+        for delivery in claimed:
+            assert delivery.id is not None
+            self.s.deliveries[delivery.id] = delivery
+        return claimed
+
+    async def record(
+        self,
+        delivery_id: int,
+        attempt: int,
+        outcome: Outcome,
+        status: DeliveryStatus,
+        next_attempt_at: datetime,
+        now: datetime,
+        payload: str,
+    ) -> bool:
+        current = self.s.deliveries.get(delivery_id)
+        if current is None or (current.attempts, current.status) != (
+            attempt,
+            DeliveryStatus.PENDING,
+        ):
+            return False
+        self.s.deliveries[delivery_id] = evolve(
+            current,
+            status=status,
+            next_attempt_at=next_attempt_at,
+            last_status=outcome.status,
+            last_error=None if outcome.error is None else outcome.error[:255],
+            payload=payload,
+            delivered_at=now if status is DeliveryStatus.DELIVERED else None,
+        )
+        return True
+
+    async def get(self, delivery_id: int) -> Delivery | None:
+        return self.s.deliveries.get(delivery_id)
+
+    async def list(
+        self, *, task_id: str | None, statuses: Sequence[DeliveryStatus] | None, limit: int
+    ) -> Sequence[Delivery]:
+        found = [
+            d
+            for d in self.s.deliveries.values()
+            if (task_id is None or d.task_id == task_id) and (not statuses or d.status in statuses)
+        ]
+        return sorted(found, key=lambda d: -(d.id or 0))[:limit]
+
+    async def retry(self, delivery_id: int, now: datetime) -> bool:
+        current = self.s.deliveries.get(delivery_id)
+        if current is None or current.status is DeliveryStatus.PENDING:
+            return False
+        self.s.deliveries[delivery_id] = evolve(
+            current, status=DeliveryStatus.PENDING, next_attempt_at=now
+        )
+        return True
+
+
+@define
+class _Idempotency:
+    s: _State
+
+    async def claim(self, record: KeyRecord) -> KeyRecord | None:
+        held = self.s.keys.get((record.account_id, record.key))
+        if held is None or held.expires_at < record.created_at:
+            self.s.keys[(record.account_id, record.key)] = record
+            return None
+        return held
+
+    async def complete(
+        self, account_id: int, key: str, claim_id: str, status: int, body: str
+    ) -> bool:
+        held = self.s.keys.get((account_id, key))
+        if held is None or held.claim_id != claim_id:
+            return False
+        self.s.keys[(account_id, key)] = evolve(
+            held, state=KeyState.DONE, response_status=status, response_body=body
+        )
+        return True
+
+    async def purge(self, now: datetime) -> int:
+        expired = [k for k, r in self.s.keys.items() if r.expires_at < now]
+        for key in expired:
+            del self.s.keys[key]
+        return len(expired)
+
+
+@define
 class _Leases:
     s: _State
 
@@ -347,6 +465,8 @@ class MemoryUnitOfWork:
     settings: _Settings = field(init=False)
     leases: _Leases = field(init=False)
     uploads: _Uploads = field(init=False)
+    webhooks: _Webhooks = field(init=False)
+    idempotency: _Idempotency = field(init=False)
     stats: _Stats = field(init=False)
 
     async def __aenter__(self) -> MemoryUnitOfWork:
@@ -361,6 +481,8 @@ class MemoryUnitOfWork:
         self.settings = _Settings(self._state)
         self.leases = _Leases(self._state)
         self.uploads = _Uploads(self._state)
+        self.webhooks = _Webhooks(self._state)
+        self.idempotency = _Idempotency(self._state)
         self.stats = _Stats(self._state)
         return self
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -114,15 +114,19 @@ async def sweep(services: AppServices) -> None:
         2 * core.settings.fireworks_timeout_s, 2 * core.settings.fireworks_timeout_s
     )
     await tasks.fail_stale(core.store, core.clock, Provider.FIREWORKS, crashed)
+    await services.keys.purge()  # Idempotency-Keys past their day
 
 
-async def _sweep_forever(services: AppServices, interval: float) -> None:
+async def _every(interval: float, work: Callable[[], Awaitable[object]], what: str) -> None:
+    """Run ``work`` every ``interval`` seconds (at once again if it says it was busy)."""
     while True:
-        await asyncio.sleep(interval)
         try:
-            await sweep(services)
+            busy = await work()
         except Exception:
-            log.exception("sweep failed; retrying in %.1fs", interval)
+            log.exception("%s failed; retrying in %.1fs", what, interval)
+            busy = False
+        if not busy:
+            await asyncio.sleep(interval)
 
 
 def create_app(settings: Settings, *, services: AppServices | None = None) -> Starlette:
@@ -133,7 +137,14 @@ def create_app(settings: Settings, *, services: AppServices | None = None) -> St
         own = services is None
         running = services if services is not None else await bootstrap_app(settings)
         app.state.services = running
-        background = [asyncio.create_task(_sweep_forever(running, settings.mj_sweep_interval_s))]
+        background = [
+            asyncio.create_task(
+                _every(settings.mj_sweep_interval_s, lambda: sweep(running), "the sweep")
+            ),
+            asyncio.create_task(
+                _every(settings.webhook_interval_s, running.webhooks.deliver_due, "webhooks")
+            ),
+        ]
         if running.providers.listener:
             background.append(asyncio.create_task(run_listener(running)))
         try:

@@ -21,9 +21,11 @@ if TYPE_CHECKING:
     from adapters.fireworks import FireworksConfig
     from mjcore.ports import ImageStore
     from mjcore.services.accounts import AccountService
+    from mjcore.services.idempotency import Keys
     from mjcore.services.images import ImageService
     from mjcore.services.midjourney import MidjourneyService
     from mjcore.services.reports import AdminService
+    from mjcore.services.webhooks import WebhookService
 
     from .ratelimit import RateLimits
     from .tokens import Tokens
@@ -230,6 +232,8 @@ class AppServices:
     tokens: Tokens
     providers: Providers
     limits: RateLimits
+    keys: Keys
+    webhooks: WebhookService
 
     async def aclose(self) -> None:
         try:
@@ -300,11 +304,17 @@ async def bootstrap_app(
     from adapters.discord import DiscordMidjourney
     from adapters.fireworks import FireworksImages
     from adapters.images import HttpImageMirror, LocalImageStore, MirrorPolicy
+    from adapters.webhooks import HttpWebhookSender, Targets
     from mjcore.services.accounts import AccountService, kept_secret
+    from mjcore.services.idempotency import Keys
     from mjcore.services.images import ImageService
+    from mjcore.services.jobs import Extras
     from mjcore.services.midjourney import MidjourneyService, QueueLimits
     from mjcore.services.reports import AdminService
+    from mjcore.services.webhooks import WebhookService
+    from mjcore.webhooks import RetryPolicy, new_secret, secret_bytes
 
+    from .callbacks import render
     from .ratelimit import open_rate_limits
     from .tokens import Tokens
 
@@ -331,6 +341,14 @@ async def bootstrap_app(
     policy = MirrorPolicy(
         settings.mirror_hosts, settings.mirror_max_bytes, settings.mirror_timeout_s
     )
+    # client callbacks: their own client too, never following a redirect
+    hooks = httpx.AsyncClient(transport=transport, verify=tls, follow_redirects=False)
+    targets = Targets(settings.webhook_allow_private)
+    webhook_secret = settings.webhook_secret or await kept_secret(
+        core.store, "webhook_secret", new_secret()
+    )
+    keys = Keys(core.store, clock, settings.idempotency_ttl_s)
+    extras = Extras(keys, targets, settings.callback_url)
     fireworks = FireworksImages(slow, fireworks_config(settings))
     images = LocalImageStore(Path(settings.image_dir), settings.public_url)
     discord = DiscordMidjourney(http, discord_config(settings))
@@ -349,12 +367,23 @@ async def bootstrap_app(
         banned_words=settings.banned,
         allowed_parameters=settings.mj_allowed_parameters,
         available=discord.config.configured,
+        extras=extras,
+    )
+    webhooks = WebhookService(
+        core.store,
+        clock,
+        HttpWebhookSender(hooks, secret_bytes(webhook_secret), targets, settings.webhook_timeout_s),
+        render,
+        RetryPolicy(
+            settings.webhook_attempts, settings.webhook_first_retry_s, settings.webhook_last_retry_s
+        ),
+        attempt_s=settings.webhook_timeout_s,
     )
     return AppServices(
         core=core,
-        clients=(http, slow, copies),
+        clients=(http, slow, copies, hooks),
         image_store=images,
-        accounts=AccountService(core.store, clock, core.hasher),
+        accounts=AccountService(core.store, clock, core.hasher, extras),
         midjourney=midjourney,
         images=ImageService(
             core.store,
@@ -363,9 +392,12 @@ async def bootstrap_app(
             fireworks,
             images,
             available=fireworks.config.configured,
+            extras=extras,
         ),
         admin=AdminService(core.store, clock),
         tokens=Tokens(jwt_secret, settings.jwt_ttl_s, clock),
         providers=providers(settings),
         limits=limits,
+        keys=keys,
+        webhooks=webhooks,
     )

@@ -45,6 +45,9 @@ from .commands import (
     users_set_password,
     users_set_tokens,
     users_update_tokens,
+    webhooks_list,
+    webhooks_retry,
+    webhooks_secret,
 )
 from .settings import Settings, SettingsError
 
@@ -244,6 +247,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("task_id", help="the task's id")
     sub.add_argument("--reason", default="failed by the operator", help="the fail_reason")
+
+    hook_verbs = group("webhooks", "client callbacks (the outbox)")
+    sub = leaf(hook_verbs, "list", webhooks_list, "deliveries, newest first", readonly=True)
+    sub.add_argument("--failed", action="store_true", help="only the ones that gave up")
+    sub.add_argument("--task", default=None, help="only this task's (default: any)")
+    sub.add_argument("--limit", type=_whole(1, MAX_LIST), default=100, help="at most this many")
+    leaf(hook_verbs, "retry", webhooks_retry, "send a delivery again, now").add_argument(
+        "delivery_id", type=_whole(1, 2**62), help="the delivery's id (from webhooks list)"
+    )
+    leaf(
+        hook_verbs,
+        "secret",
+        webhooks_secret,
+        "print the signing secret receivers verify with (MJCORE_WEBHOOK_SECRET, else the one"
+        " kept in the database)",
+    )
     return parser
 
 

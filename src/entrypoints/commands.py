@@ -15,8 +15,11 @@ from mjcore.ledger import LedgerEntry
 from mjcore.services import accounts, codes, reports, tasks
 from mjcore.services.midjourney import fail_job
 from mjcore.tasks import Task, TaskStatus
+from mjcore.webhooks import Delivery, new_secret
 
 from .bootstrap import Services
+from .http import OUT
+from .image_schema import delivery_view
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -371,3 +374,34 @@ async def tasks_fail(services: Services, args: argparse.Namespace) -> Output:
         return _task_output(task, name, f"task {task.task_id} had already failed")
     refund = f"{task.cost} credit(s) refunded" if task.refunded else "nothing to refund"
     return _task_output(task, name, f"task {task.task_id} failed: {refund}")
+
+
+def _delivery(delivery: Delivery) -> dict[str, Any]:
+    found: dict[str, Any] = OUT.unstructure(delivery_view(delivery))
+    return found
+
+
+async def webhooks_list(services: Services, args: argparse.Namespace) -> Output:
+    admin = reports.AdminService(services.store, services.clock)
+    found = await admin.deliveries(task_id=args.task, failed=args.failed, limit=args.limit)
+    rows = [f"{'id':>8}  {'event':<15}  {'status':<9}  {'tries':>5}  {'last':>4}  url"]
+    rows.extend(
+        f"{d.id:>8}  {d.event.value:<15}  {d.status.value:<9}  {d.attempts:>5}"
+        f"  {d.last_status or '-':>4}  {d.url}"
+        for d in found
+    )
+    return Output("\n".join(rows), [_delivery(d) for d in found])
+
+
+async def webhooks_retry(services: Services, args: argparse.Namespace) -> Output:
+    admin = reports.AdminService(services.store, services.clock)
+    delivery = await admin.retry_delivery(args.delivery_id)
+    text = f"delivery {delivery.id} ({delivery.webhook_id}) is due again now"
+    return Output(text, _delivery(delivery))
+
+
+async def webhooks_secret(services: Services, args: argparse.Namespace) -> Output:
+    secret = services.settings.webhook_secret or await accounts.kept_secret(
+        services.store, "webhook_secret", new_secret()
+    )
+    return Output(secret, {"webhook_secret": secret})

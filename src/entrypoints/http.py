@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
@@ -14,6 +15,12 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from mjcore.errors import InvalidInput
+from mjcore.idempotency import IDEMPOTENCY_KEY, Idempotency, KeyRecord
+from mjcore.services.idempotency import Claim
+from mjcore.services.jobs import JobOptions
+from mjcore.webhooks import Hook
 
 from .schema import BadRequest, Schema, make_converter, structure
 
@@ -39,6 +46,7 @@ class Doc:
     security: str | None = None
     content: Schema | None = None  # a request body that is not JSON (multipart)
     produces: Schema | None = None  # a 200 body that is not JSON (images)
+    idempotent: bool = False  # takes an Idempotency-Key header
 
 
 class Operation(Route):
@@ -58,17 +66,48 @@ def guarded(
     def wrap(handler: Handler) -> Handler:
         async def endpoint(request: Request) -> Response:
             try:
-                return await handler(request)
+                response = await handler(request)
             except Exception as exc:
                 known = on_error(exc)
-                if known is not None:
-                    return known
-                log.error("unexpected error", exc_info=exc)
-                return internal()
+                if known is None:
+                    log.error("unexpected error", exc_info=exc)
+                response = internal() if known is None else known
+            claim: Claim | None = getattr(request.state, "claim", None)
+            if claim is not None:  # the first answer to an Idempotency-Key, kept for retries
+                body = bytes(response.body).decode()
+                await app_services(request).keys.remember(claim, response.status_code, body)
+            return response
 
         return endpoint
 
     return wrap
+
+
+def job_options(request: Request, account_id: int, hooks: tuple[Hook, ...] = ()) -> JobOptions:
+    """The hooks a consuming request asked for, and its ``Idempotency-Key`` (bound to what
+    it asked: method, path and JSON body) as a claim the service makes with the debit."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return JobOptions(hooks)
+    try:
+        IDEMPOTENCY_KEY.check(key)
+    except InvalidInput as exc:
+        raise BadRequest(str(exc)) from None
+    asked = json.dumps(getattr(request.state, "json", None), sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(f"{request.method} {request.url.path}\n{asked}".encode()).hexdigest()
+    claim = Claim(account_id, Idempotency(key, digest))
+    request.state.claim = claim
+    return JobOptions(hooks, claim)
+
+
+def replayed(record: KeyRecord) -> Response:
+    """The first answer to an Idempotency-Key, again."""
+    return Response(
+        record.response_body or "",
+        status_code=record.response_status or 200,
+        media_type="application/json",
+        headers={"Idempotent-Replayed": "true"},
+    )
 
 
 def app_services(request: Request) -> AppServices:
@@ -144,6 +183,7 @@ async def json_body(request: Request) -> Any:
         raise BadRequest("the body must be a JSON object") from None
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object")
+    request.state.json = data  # what an Idempotency-Key is bound to
     return data
 
 

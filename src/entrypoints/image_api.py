@@ -27,6 +27,7 @@ from mjcore.errors import (
     ProviderTimeout,
     UserNameTaken,
 )
+from mjcore.idempotency import IdempotencyInProgress, IdempotencyMismatch, Replay
 from mjcore.ports import ImageRequest
 
 from .http import (
@@ -39,7 +40,9 @@ from .http import (
     bearer_token,
     body_as,
     guarded,
+    job_options,
     query_as,
+    replayed,
 )
 from .image_schema import (
     CONVERTER,
@@ -47,6 +50,8 @@ from .image_schema import (
     AdminUsersQuery,
     CodesIn,
     CodesOut,
+    DeliveriesOut,
+    DeliveryOut,
     Error,
     GeneratedOut,
     GenerateIn,
@@ -62,6 +67,8 @@ from .image_schema import (
     UserBrief,
     UserOut,
     UsersOut,
+    WebhooksQuery,
+    delivery_view,
     record_view,
     user_view,
 )
@@ -83,9 +90,15 @@ def _error(status: int, message: str, **headers: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers or None)
 
 
-def error_response(exc: Exception) -> JSONResponse | None:
+def error_response(exc: Exception) -> Response | None:
     """The one mapping from errors to this surface's ``{"error": ...}`` bodies."""
     match exc:
+        case Replay():
+            return replayed(exc.record)
+        case IdempotencyMismatch():
+            return _error(422, f"幂等键已用于另一个请求 ({exc})")
+        case IdempotencyInProgress():
+            return _error(409, f"同一幂等键的请求仍在处理 ({exc})")
         case Unauthorized() | AccountUnavailable():
             return _error(401, "未授权 (unauthorized)", **{"WWW-Authenticate": "Bearer"})
         case AdminUnauthorized():
@@ -194,7 +207,8 @@ async def me(request: Request) -> Response:
 async def redeem(request: Request) -> Response:
     account = await current_user(request)
     body = await body_as(request, CONVERTER, RedeemIn)
-    result = await app_services(request).accounts.redeem(account.id, body.code)
+    options = job_options(request, account.id)
+    result = await app_services(request).accounts.redeem(account.id, body.code, options)
     return answer(Redeemed("兑换成功", result.credits, result.balance))
 
 
@@ -202,7 +216,8 @@ async def generate(request: Request) -> Response:
     account = await current_user(request)
     body = await body_as(request, CONVERTER, GenerateIn)
     asked = ImageRequest(body.prompt, body.aspect_ratio, body.output_format, body.seed)
-    made = await app_services(request).images.generate(account.id, asked)
+    options = job_options(request, account.id, body.hooks())
+    made = await app_services(request).images.generate(account.id, asked, options)
     task = made.task
     return answer(
         GeneratedOut(
@@ -259,6 +274,24 @@ async def admin_stats(request: Request) -> Response:
     )
 
 
+async def admin_webhooks(request: Request) -> Response:
+    await check_admin(request)
+    query = query_as(request, WebhooksQuery)
+    found = await app_services(request).admin.deliveries(
+        task_id=query.task, failed=query.failed, limit=query.limit
+    )
+    return answer(DeliveriesOut([delivery_view(d) for d in found]))
+
+
+async def admin_webhook_retry(request: Request) -> Response:
+    await check_admin(request)
+    delivery_id = request.path_params["delivery_id"]
+    if not delivery_id.isdigit() or len(delivery_id) > 18:
+        raise NotFound("no such delivery")
+    delivery = await app_services(request).admin.retry_delivery(int(delivery_id))
+    return answer(delivery_view(delivery))
+
+
 async def not_found(request: Request) -> Response:
     return _error(404, "Not Found")
 
@@ -290,7 +323,13 @@ def image_routes() -> BaseRoute:
             "POST",
             "/redeem",
             redeem,
-            Doc("Redeem a code", JWT_ERRORS | {200: Redeemed}, body=RedeemIn, security="jwt"),
+            Doc(
+                "Redeem a code",
+                JWT_ERRORS | {200: Redeemed, 409: Error, 422: Error},
+                body=RedeemIn,
+                security="jwt",
+                idempotent=True,
+            ),
         ),
         (
             "POST",
@@ -299,9 +338,18 @@ def image_routes() -> BaseRoute:
             Doc(
                 "Generate an image with Fireworks (cost 1; refunded on failure)",
                 JWT_ERRORS
-                | {200: GeneratedOut, 402: Error, 422: Error, 502: Error, 503: Error, 504: Error},
+                | {
+                    200: GeneratedOut,
+                    402: Error,
+                    409: Error,
+                    422: Error,
+                    502: Error,
+                    503: Error,
+                    504: Error,
+                },
                 body=GenerateIn,
                 security="jwt",
+                idempotent=True,
             ),
         ),
         (
@@ -350,6 +398,27 @@ def image_routes() -> BaseRoute:
             "/admin/stats",
             admin_stats,
             Doc("Totals", ADMIN_ERRORS | {200: StatsOut}, security="admin"),
+        ),
+        (
+            "GET",
+            "/admin/webhooks",
+            admin_webhooks,
+            Doc(
+                "Webhook deliveries, newest first",
+                ADMIN_ERRORS | {200: DeliveriesOut},
+                query=WebhooksQuery,
+                security="admin",
+            ),
+        ),
+        (
+            "POST",
+            "/admin/webhooks/{delivery_id}/retry",
+            admin_webhook_retry,
+            Doc(
+                "Send a delivery again, now (same webhook-id)",
+                ADMIN_ERRORS | {200: DeliveryOut, 404: Error},
+                security="admin",
+            ),
         ),
     ]
     return Mount(

@@ -14,8 +14,10 @@ from mjcore.services import images
 from mjcore.services.accounts import Profile
 from mjcore.services.reports import Record
 from mjcore.services.tasks import PAGE_LIMIT
+from mjcore.tasks import TASK_ID
+from mjcore.webhooks import Delivery
 
-from .schema import make_converter, rule
+from .schema import Notifiable, make_converter, rule
 
 CONVERTER = make_converter(lenient=False)
 ADMIN_USERS_LIMIT = Whole("limit", 1, 10_000)
@@ -43,7 +45,7 @@ class RedeemIn:
 
 
 @define(kw_only=True)
-class GenerateIn:
+class GenerateIn(Notifiable):
     prompt: str = rule(images.PROMPT)
     aspect_ratio: str = rule(images.ASPECT_RATIO, "1:1")
     output_format: str = rule(images.OUTPUT_FORMAT, "png")
@@ -65,6 +67,13 @@ class RecordsQuery:
 @define(kw_only=True)
 class AdminRecordsQuery:
     limit: int = rule(PAGE_LIMIT, 50)
+
+
+@define(kw_only=True)
+class WebhooksQuery:
+    failed: bool = False  # only the ones that gave up
+    task: str | None = rule(TASK_ID, None)
+    limit: int = rule(PAGE_LIMIT, 100)
 
 
 @define(kw_only=True)
@@ -191,4 +200,43 @@ def record_view(record: Record) -> RecordOut:
         seed=task.result.get("seed", task.params.get("seed")),
         provider=task.provider.value,
         taskId=task.task_id,
+    )
+
+
+@define
+class DeliveryOut:
+    id: int
+    webhook_id: str
+    task_id: str
+    event: str
+    url: str
+    status: str
+    attempts: int
+    next_attempt_at: str
+    last_status: int | None
+    last_error: str | None
+    created_at: str
+    delivered_at: str | None
+
+
+@define
+class DeliveriesOut:
+    deliveries: list[DeliveryOut]
+
+
+def delivery_view(delivery: Delivery) -> DeliveryOut:
+    assert delivery.id is not None
+    return DeliveryOut(
+        id=delivery.id,
+        webhook_id=delivery.webhook_id,
+        task_id=delivery.task_id,
+        event=delivery.event.value,
+        url=delivery.url,
+        status=delivery.status.value,
+        attempts=delivery.attempts,
+        next_attempt_at=delivery.next_attempt_at.isoformat(),
+        last_status=delivery.last_status,
+        last_error=delivery.last_error,
+        created_at=delivery.created_at.isoformat(),
+        delivered_at=None if delivery.delivered_at is None else delivery.delivered_at.isoformat(),
     )

@@ -13,6 +13,8 @@ from typing import Any
 
 from starlette.routing import BaseRoute, Mount
 
+from mjcore.idempotency import IDEMPOTENCY_KEY
+
 from .http import Doc, Operation
 from .schema import Components, Schema, query_parameters
 
@@ -48,6 +50,9 @@ def operation_schema(path: str, doc: Doc, refs: Components) -> Schema:
     ]
     if doc.query is not None:
         parameters += query_parameters(doc.query)
+    if doc.idempotent:
+        key = {"type": "string", "maxLength": IDEMPOTENCY_KEY.max_length, "minLength": 1}
+        parameters.append({"name": "Idempotency-Key", "in": "header", "schema": key})
     if parameters:
         operation["parameters"] = parameters
     if doc.body is not None:

@@ -16,10 +16,11 @@ from typing import Any, ClassVar, Literal, NewType, TypeVar, Union, get_args, ge
 
 import attrs
 import cattrs
-from attrs import NOTHING, field
+from attrs import NOTHING, define, field
 
 from mjcore.errors import InvalidInput
 from mjcore.limits import Limit, Text, Whole
+from mjcore.webhooks import HOOK_URL, Hook, HookStyle
 
 T = TypeVar("T")
 Schema = dict[str, Any]
@@ -76,6 +77,24 @@ def _lenient_int(value: Any, _: type) -> int:
     raise TypeError(f"expected a whole number, got {type(value).__name__}")
 
 
+def _lenient_bool(value: Any, _: type) -> bool:
+    """As pydantic reads a ``bool`` field (a query string says ``1`` or ``true``)."""
+    if type(value) is bool:
+        return value
+    if isinstance(value, str) and value.lower() in (
+        "1",
+        "true",
+        "yes",
+        "on",
+        "0",
+        "false",
+        "no",
+        "off",
+    ):
+        return value.lower() in ("1", "true", "yes", "on")
+    raise TypeError(f"expected true or false, got {type(value).__name__}")
+
+
 def _lenient_optional_str(value: Any, _: type) -> str | None:
     """An optional text field left empty (``picurl: ""``) means it was not given."""
     return None if value is None or value == "" else _lenient_str(value, str)
@@ -107,8 +126,8 @@ def make_converter(*, lenient: bool) -> cattrs.Converter:
     optional string.
     """
     converter = cattrs.Converter(forbid_extra_keys=not lenient)
-    for kind in (float, bool):
-        converter.register_structure_hook(kind, _exact(kind))
+    converter.register_structure_hook(float, _exact(float))
+    converter.register_structure_hook(bool, _lenient_bool if lenient else _exact(bool))
     if lenient:
         converter.register_structure_hook(str, _lenient_str)
         converter.register_structure_hook(int, _lenient_int)
@@ -248,6 +267,18 @@ def query_parameters(cls: type) -> list[Schema]:
             schema["default"] = attribute.default
         parameters.append({"name": attribute.alias, "in": "query", "schema": schema})
     return parameters
+
+
+@define(kw_only=True)
+class Notifiable:
+    """A consuming request's callback: ``notify_hook``, or midjourney-proxy's ``notifyHook``."""
+
+    notify_hook: str | None = rule(HOOK_URL, None)
+    notifyHook: str | None = rule(HOOK_URL, None)  # noqa: N815 (novicezk's name)
+
+    def hooks(self, style: HookStyle = HookStyle.MJCORE) -> tuple[Hook, ...]:
+        url = self.notify_hook or self.notifyHook
+        return (Hook(url, style),) if url else ()
 
 
 class Open:

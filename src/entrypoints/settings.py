@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import secrets
@@ -67,6 +68,15 @@ class Settings:
     admin_username: str | None = None
     admin_password: str | None = field(default=None, repr=False)
     callback_secret: str | None = field(default=None, repr=False)
+    callback_url: str | None = None  # every task event goes here too (yokonsan's CALLBACK_URL)
+    webhook_secret: str | None = field(default=None, repr=False)  # whsec_…; else kept in the db
+    webhook_allow_private: bool = False
+    webhook_attempts: int = 10
+    webhook_first_retry_s: float = 10.0
+    webhook_last_retry_s: float = 86400.0
+    webhook_timeout_s: float = 10.0
+    webhook_interval_s: float = 1.0
+    idempotency_ttl_s: int = 24 * 3600
     image_dir: str = "./images"
     mirror_hosts: tuple[str, ...] = ("cdn.discordapp.com", "media.discordapp.net")
     mirror_max_bytes: int = 50 * 1024 * 1024
@@ -135,6 +145,15 @@ class Settings:
             "admin_username": reader.get("ADMIN_USERNAME", _text),
             "admin_password": reader.get("ADMIN_PASSWORD", _admin_password),
             "callback_secret": reader.get("CALLBACK_SECRET", _text),
+            "callback_url": reader.get("CALLBACK_URL", _http_url),
+            "webhook_secret": reader.get("WEBHOOK_SECRET", _webhook_secret),
+            "webhook_allow_private": reader.get("WEBHOOK_ALLOW_PRIVATE", _flag),
+            "webhook_attempts": reader.get("WEBHOOK_ATTEMPTS", _int_between(1, 30)),
+            "webhook_first_retry_s": reader.get("WEBHOOK_FIRST_RETRY_S", _seconds),
+            "webhook_last_retry_s": reader.get("WEBHOOK_LAST_RETRY_S", _long_seconds),
+            "webhook_timeout_s": reader.get("WEBHOOK_TIMEOUT_S", _seconds),
+            "webhook_interval_s": reader.get("WEBHOOK_INTERVAL_S", _seconds),
+            "idempotency_ttl_s": reader.get("IDEMPOTENCY_TTL_S", _int_between(60, 30 * 86400)),
             "image_dir": reader.get("IMAGE_DIR", _text),
             "mirror_hosts": reader.get("MIRROR_HOSTS", _hosts),
             "mirror_max_bytes": reader.get("MIRROR_MAX_BYTES", _int_between(1, 1 << 30)),
@@ -317,6 +336,29 @@ def _hosts(raw: str) -> tuple[str, ...]:
             raise ValueError("each entry must be a host name or an origin like https://host:port")
         hosts.append(item.lower())
     return tuple(hosts)
+
+
+def _webhook_secret(raw: str) -> str:
+    """Standard Webhooks' form: whsec_ and base64 of 24+ random bytes."""
+    try:
+        key = base64.b64decode(raw.removeprefix("whsec_"), validate=True)
+    except ValueError:
+        raise ValueError(
+            "must be whsec_ followed by base64 (mjcore webhooks secret makes one)"
+        ) from None
+    if len(key) < 24:
+        raise ValueError("must hold at least 24 random bytes")
+    return raw
+
+
+def _long_seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("must be a number of seconds") from None
+    if not 1 <= value <= 7 * 86400:
+        raise ValueError("must be a number of seconds from 1 to 604800")
+    return value
 
 
 def _ws_url(raw: str) -> str:

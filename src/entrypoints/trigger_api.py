@@ -21,6 +21,7 @@ from mjcore.errors import (
     ProviderNotConfigured,
     QueueFull,
 )
+from mjcore.idempotency import IdempotencyInProgress, IdempotencyMismatch, Replay
 from mjcore.media import EXTENSIONS, sniff
 from mjcore.midjourney import MjAction
 from mjcore.tasks import Task, TaskStatus
@@ -35,8 +36,10 @@ from .http import (
     bearer_token,
     body_as,
     guarded,
+    job_options,
     multipart_file,
     query_as,
+    replayed,
 )
 from .ratelimit import RateLimited, Rule
 from .schema import BadRequest
@@ -67,6 +70,7 @@ from .trigger_schema import (
 )
 
 PARAMS_ERROR, BANNED_ERROR, QUEUE_FULL_ERROR, PROVIDER_ERROR, RATE_LIMITED = 13, 14, 15, 16, 17
+IDEMPOTENCY_ERROR = 18  # an Idempotency-Key reused for another request, or still running
 
 
 class NotAuthenticated(Exception):
@@ -94,9 +98,15 @@ def _detail(
     return JSONResponse(body | extra, status_code=status, headers=headers)
 
 
-def error_response(exc: Exception) -> JSONResponse | None:
+def error_response(exc: Exception) -> Response | None:
     """The one mapping from errors to this surface's ``{"detail": ...}`` bodies."""
     match exc:
+        case Replay():
+            return replayed(exc.record)
+        case IdempotencyMismatch():
+            return _detail(422, str(exc), IDEMPOTENCY_ERROR)
+        case IdempotencyInProgress():
+            return _detail(409, str(exc), IDEMPOTENCY_ERROR)
         case NotAuthenticated():
             return _detail(401, "Not authenticated")
         case InvalidAppKey():
@@ -165,9 +175,9 @@ def _accepted(task: Task) -> Response:
 async def imagine(request: Request) -> Response:
     account = await caller(request)
     body = await body_as(request, CONVERTER, ImagineIn)
-    return _accepted(
-        await app_services(request).midjourney.imagine(account.id, body.prompt, body.picurl)
-    )
+    options = job_options(request, account.id, body.hooks())
+    mj = app_services(request).midjourney
+    return _accepted(await mj.imagine(account.id, body.prompt, body.picurl, options))
 
 
 def button(action: MjAction, body_class: type[GridIn]) -> Handler:
@@ -181,6 +191,7 @@ def button(action: MjAction, body_class: type[GridIn]) -> Handler:
             index=getattr(body, "index", 1),
             direction=getattr(body, "direction", None),
             zoomout=getattr(body, "zoomout", None),
+            options=job_options(request, account.id, body.hooks()),
         )
         return _accepted(task)
 
@@ -190,8 +201,9 @@ def button(action: MjAction, body_class: type[GridIn]) -> Handler:
 async def describe(request: Request) -> Response:
     account = await caller(request)
     body = await body_as(request, CONVERTER, DescribeIn)
+    options = job_options(request, account.id, body.hooks())
     mj = app_services(request).midjourney
-    return _accepted(await mj.describe(account.id, body.upload_filename, body.trigger_id))
+    return _accepted(await mj.describe(account.id, body.upload_filename, body.trigger_id, options))
 
 
 async def upload(request: Request) -> Response:
@@ -281,6 +293,8 @@ KEY_ERRORS: dict[int, type | None] = {400: Detail, 401: Detail, 403: Detail}
 CONSUMING: dict[int, type | None] = KEY_ERRORS | {
     200: Accepted,
     404: Detail,
+    409: Detail,  # the first request with this Idempotency-Key is still running
+    422: Detail,  # this Idempotency-Key was used for another request
     429: Detail,
     502: Detail,
     503: Detail,
@@ -315,6 +329,7 @@ def trigger_routes() -> BaseRoute:
                 CONSUMING,
                 body=BUTTON_BODIES.get(action, GridIn),
                 security=key,
+                idempotent=True,
             ),
         )
         for action in MjAction
@@ -324,13 +339,21 @@ def trigger_routes() -> BaseRoute:
         _post(
             "/imagine",
             imagine,
-            Doc("Generate a grid (cost 1)", CONSUMING, body=ImagineIn, security=key),
+            Doc(
+                "Generate a grid (cost 1)", CONSUMING, body=ImagineIn, security=key, idempotent=True
+            ),
         ),
         *buttons,
         _post(
             "/describe",
             describe,
-            Doc("Describe an uploaded image (cost 1)", CONSUMING, body=DescribeIn, security=key),
+            Doc(
+                "Describe an uploaded image (cost 1)",
+                CONSUMING,
+                body=DescribeIn,
+                security=key,
+                idempotent=True,
+            ),
         ),
         _post(
             "/upload",

@@ -17,7 +17,7 @@ from mjcore.services.midjourney import ParentRef, QueueStatus
 from mjcore.services.tasks import PAGE_LIMIT, PAGE_OFFSET
 from mjcore.tasks import TASK_ID, FailureKind, Provider, Task, TaskStatus
 
-from .schema import BadRequest, Open, Snowflake, make_converter, rule
+from .schema import BadRequest, Notifiable, Open, Snowflake, make_converter, rule
 
 CONVERTER = make_converter(lenient=True)
 
@@ -26,13 +26,13 @@ CONVERTER = make_converter(lenient=True)
 
 
 @define(kw_only=True)
-class ImagineIn(Open):
+class ImagineIn(Open, Notifiable):
     prompt: str = rule(mj.PROMPT)
     picurl: str | None = rule(mj.PICURL, None)
 
 
 @define(kw_only=True)
-class GridIn(Open):
+class GridIn(Open, Notifiable):
     """Which finished grid or image to act on: ``{task_id}``, or yokonsan's
     ``{msg_id, msg_hash, trigger_id}`` (niehao sends the grid's task id as ``trigger_id``)."""
 
@@ -74,7 +74,7 @@ BUTTON_BODIES: dict[MjAction, type[GridIn]] = {
 
 
 @define(kw_only=True)
-class DescribeIn(Open):
+class DescribeIn(Open, Notifiable):
     upload_filename: str = rule(mj.UPLOAD_FILENAME)
     trigger_id: str = rule(mj.TRIGGER_ID)
 

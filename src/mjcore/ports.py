@@ -12,8 +12,10 @@ from attrs import asdict, frozen
 
 from .accounts import Account
 from .codes import RedemptionCode
+from .idempotency import KeyRecord
 from .ledger import LedgerEntry, Tally
 from .tasks import Provider, Task, TaskStatus
+from .webhooks import Delivery, DeliveryStatus, Outcome
 
 
 @frozen
@@ -214,6 +216,63 @@ class UploadRepository(Protocol):
     async def get(self, trigger_id: str) -> UploadRecord | None: ...
 
 
+class WebhookRepository(Protocol):
+    """The outbox of client callbacks."""
+
+    async def add(self, delivery: Delivery) -> None:
+        """Insert, in the caller's transaction (the one moving the task)."""
+
+    async def add_progress(self, delivery: Delivery) -> bool:
+        """Insert a progress delivery unless one for the same task and URL is still waiting
+        for its first attempt (that one will carry the newest progress); True if inserted."""
+
+    async def claim(self, now: datetime, lease_until: datetime, limit: int) -> Sequence[Delivery]:
+        """Pending deliveries due at ``now``, oldest first, each with ``attempts`` moved on
+        by one and ``next_attempt_at`` set to ``lease_until``.
+
+        Rows another transaction is claiming are skipped (``FOR UPDATE SKIP LOCKED``; the
+        write lock on SQLite), so several processes never take the same attempt.
+        """
+
+    async def record(
+        self,
+        delivery_id: int,
+        attempt: int,
+        outcome: Outcome,
+        status: DeliveryStatus,
+        next_attempt_at: datetime,
+        now: datetime,
+        payload: str,
+    ) -> bool:
+        """Write what attempt number ``attempt`` gave, unless the delivery moved on since
+        (a later claim); True if written."""
+
+    async def get(self, delivery_id: int) -> Delivery | None: ...
+
+    async def list(
+        self, *, task_id: str | None, statuses: Sequence[DeliveryStatus] | None, limit: int
+    ) -> Sequence[Delivery]:
+        """Newest first."""
+
+    async def retry(self, delivery_id: int, now: datetime) -> bool:
+        """Make a delivery that is not pending due again now; True if it was changed."""
+
+
+class IdempotencyRepository(Protocol):
+    async def claim(self, record: KeyRecord) -> KeyRecord | None:
+        """Take ``record``'s key for its account if nobody holds it, or if it expired
+        (None), else return the record that holds it. Concurrent claims of one key wait for
+        each other (the unique key's lock): exactly one wins."""
+
+    async def complete(
+        self, account_id: int, key: str, claim_id: str, status: int, body: str
+    ) -> bool:
+        """Keep the answer of the key if ``claim_id`` still holds it; True if it did."""
+
+    async def purge(self, now: datetime) -> int:
+        """Forget expired keys; how many."""
+
+
 class LeaseRepository(Protocol):
     """Named leases (e.g. "the listener of channel C"): one holder at a time, until expiry."""
 
@@ -261,6 +320,12 @@ class UnitOfWork(Protocol):
 
     @property
     def uploads(self) -> UploadRepository: ...
+
+    @property
+    def webhooks(self) -> WebhookRepository: ...
+
+    @property
+    def idempotency(self) -> IdempotencyRepository: ...
 
     @property
     def stats(self) -> StatsRepository: ...
@@ -316,6 +381,20 @@ class MidjourneyProvider(Protocol):
 
     async def send_message(self, upload_filename: str) -> str:
         """Post an uploaded file as a message; return its public (CDN) URL."""
+
+
+class TargetGuard(Protocol):
+    """Decides whether we may send to a URL a client gave us (a webhook)."""
+
+    async def check(self, url: str) -> None:
+        """Raise :class:`~mjcore.errors.InvalidInput` if the URL may not be called (a
+        private, loopback or link-local address after resolution; plain http), unless the
+        operator allows it."""
+
+
+class WebhookSender(Protocol):
+    async def send(self, url: str, webhook_id: str, payload: str) -> Outcome:
+        """One signed attempt (no redirects followed, its own deadline)."""
 
 
 class ImageMirror(Protocol):

@@ -27,11 +27,16 @@ class Dialect:
     name: str
     paramstyle: Paramstyle
     for_update: str  # appended to a locking SELECT
-    if_absent: str  # INSERT ... {if_absent}: keep the existing row on a duplicate {key}
+    skip_locked: str  # appended to a SELECT that claims rows others are not claiming
+    on_conflict: str  # INSERT ... {on_conflict}: keep the existing row on a duplicate key
     table_exists: str  # a query with :name giving a row if that table exists
     migration_lock: str | None = None
     migration_unlock: str | None = None
     datetimes_as_text: bool = False
+
+    def if_absent(self, *keys: str) -> str:
+        """What makes an INSERT keep the row already holding these unique ``keys``."""
+        return self.on_conflict.format(keys=", ".join(keys), first=keys[0])
 
     def compile(self, sql: str) -> tuple[str, tuple[str, ...]]:
         """``:name`` placeholders → this driver's placeholders, and the names in order."""
@@ -85,7 +90,8 @@ SQLITE = Dialect(
     name="sqlite",
     paramstyle=Paramstyle.QMARK,
     for_update="",  # BEGIN IMMEDIATE already holds the write lock
-    if_absent=" ON CONFLICT ({key}) DO NOTHING",
+    skip_locked="",  # ... so no other writer can be claiming
+    on_conflict=" ON CONFLICT ({keys}) DO NOTHING",
     table_exists="SELECT name FROM sqlite_master WHERE type = 'table' AND name = :name",
     datetimes_as_text=True,
 )
@@ -94,7 +100,8 @@ MYSQL = Dialect(
     name="mysql",
     paramstyle=Paramstyle.FORMAT,
     for_update=" FOR UPDATE",
-    if_absent=" ON DUPLICATE KEY UPDATE {key} = {key}",  # INSERT IGNORE would warn
+    skip_locked=" FOR UPDATE SKIP LOCKED",  # MySQL 8, MariaDB 10.6+, PostgreSQL 9.5+
+    on_conflict=" ON DUPLICATE KEY UPDATE {first} = {first}",  # INSERT IGNORE would warn
     table_exists="SELECT table_name FROM information_schema.tables"
     " WHERE table_schema = DATABASE() AND table_name = :name",
     migration_lock="SELECT GET_LOCK('mjcore_migrate', 120)",
@@ -105,7 +112,8 @@ POSTGRES = Dialect(
     name="postgres",
     paramstyle=Paramstyle.NUMERIC,
     for_update=" FOR UPDATE",
-    if_absent=" ON CONFLICT ({key}) DO NOTHING",
+    skip_locked=" FOR UPDATE SKIP LOCKED",  # MySQL 8, MariaDB 10.6+, PostgreSQL 9.5+
+    on_conflict=" ON CONFLICT ({keys}) DO NOTHING",
     table_exists="SELECT table_name FROM information_schema.tables"
     " WHERE table_schema = current_schema() AND table_name = :name",
     migration_lock="SELECT pg_advisory_xact_lock(7316001)",

@@ -7,14 +7,16 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from attrs import frozen
+from attrs import evolve, frozen
 
 from mjcore.accounts import Account
 from mjcore.codes import RedemptionCode
 from mjcore.errors import Conflict, UserNameTaken
+from mjcore.idempotency import KeyRecord, KeyState
 from mjcore.ledger import EntryKind, LedgerEntry, Tally
 from mjcore.ports import AccountChanges, Counts, NewAccount, QueueCounts, TaskQuery, UploadRecord
 from mjcore.tasks import MUTABLE_FIELDS, Provider, Task, TaskStatus
+from mjcore.webhooks import Delivery, DeliveryStatus, HookStyle, Outcome, WebhookEvent
 
 from .database import DuplicateKey, Row
 from .session import Session
@@ -504,7 +506,7 @@ class SqlSettings:
         return None if value is None else str(value)
 
     async def put_if_absent(self, name: str, value: str) -> str:
-        if_absent = self.db.dialect.if_absent.format(key="name")
+        if_absent = self.db.dialect.if_absent("name")
         await self.db.execute(
             f"INSERT INTO mjcore_setting (name, value) VALUES (:name, :value){if_absent}",
             name=name,
@@ -548,6 +550,222 @@ class SqlUploads:
         )
 
 
+_DELIVERY_COLUMNS = (
+    "id, webhook_id, task_id, event, url, style, status, attempts, next_attempt_at, payload,"
+    " last_status, last_error, created_at, delivered_at"
+)
+
+
+def _delivery(row: Row, db: Session) -> Delivery:
+    ts = db.dialect.timestamp
+    return Delivery(
+        id=int(row["id"]),
+        webhook_id=row["webhook_id"],
+        task_id=row["task_id"],
+        event=WebhookEvent(row["event"]),
+        url=row["url"],
+        style=HookStyle(row["style"]),
+        status=DeliveryStatus(row["status"]),
+        attempts=int(row["attempts"]),
+        next_attempt_at=ts(row["next_attempt_at"]) or _UNKNOWN,
+        payload=row["payload"],
+        last_status=None if row["last_status"] is None else int(row["last_status"]),
+        last_error=row["last_error"],
+        created_at=ts(row["created_at"]) or _UNKNOWN,
+        delivered_at=ts(row["delivered_at"]),
+    )
+
+
+@frozen
+class SqlWebhooks:
+    db: Session
+
+    async def add(self, delivery: Delivery) -> None:
+        await self.db.execute(
+            "INSERT INTO webhook_delivery (webhook_id, task_id, event, url, style, status,"
+            " attempts, next_attempt_at, created_at)"
+            " VALUES (:webhook_id, :task_id, :event, :url, :style, :status, 0,"
+            " :next_attempt_at, :created_at)",
+            webhook_id=delivery.webhook_id,
+            task_id=delivery.task_id,
+            event=delivery.event,
+            url=delivery.url,
+            style=delivery.style,
+            status=delivery.status,
+            next_attempt_at=delivery.next_attempt_at,
+            created_at=delivery.created_at,
+        )
+
+    async def add_progress(self, delivery: Delivery) -> bool:
+        waiting = await self.db.scalar(
+            "SELECT COUNT(*) FROM webhook_delivery WHERE task_id = :task_id AND url = :url"
+            " AND event = :event AND status = :pending AND attempts = 0",
+            task_id=delivery.task_id,
+            url=delivery.url,
+            event=delivery.event,
+            pending=DeliveryStatus.PENDING,
+        )
+        if int(waiting):
+            return False
+        await self.add(delivery)
+        return True
+
+    async def claim(self, now: datetime, lease_until: datetime, limit: int) -> Sequence[Delivery]:
+        rows = await self.db.all(
+            f"SELECT {_DELIVERY_COLUMNS} FROM webhook_delivery"
+            " WHERE status = :pending AND next_attempt_at <= :now"
+            " ORDER BY next_attempt_at, id LIMIT :limit" + self.db.dialect.skip_locked,
+            pending=DeliveryStatus.PENDING,
+            now=now,
+            limit=limit,
+        )
+        claimed = []
+        for row in rows:
+            delivery = _delivery(row, self.db)
+            await self.db.execute(
+                "UPDATE webhook_delivery SET attempts = attempts + 1,"
+                " next_attempt_at = :lease_until WHERE id = :id",
+                lease_until=lease_until,
+                id=delivery.id,
+            )
+            claimed.append(
+                evolve(delivery, attempts=delivery.attempts + 1, next_attempt_at=lease_until)
+            )
+        return claimed
+
+    async def record(
+        self,
+        delivery_id: int,
+        attempt: int,
+        outcome: Outcome,
+        status: DeliveryStatus,
+        next_attempt_at: datetime,
+        now: datetime,
+        payload: str,
+    ) -> bool:
+        matched = await self.db.execute(
+            "UPDATE webhook_delivery SET status = :status, next_attempt_at = :next_attempt_at,"
+            " last_status = :last_status, last_error = :last_error, payload = :payload,"
+            " delivered_at = :delivered_at"
+            " WHERE id = :id AND attempts = :attempt AND status = :pending",
+            status=status,
+            next_attempt_at=next_attempt_at,
+            last_status=outcome.status,
+            last_error=None if outcome.error is None else outcome.error[:255],
+            payload=payload,
+            delivered_at=now if status is DeliveryStatus.DELIVERED else None,
+            id=delivery_id,
+            attempt=attempt,
+            pending=DeliveryStatus.PENDING,
+        )
+        return matched == 1
+
+    async def get(self, delivery_id: int) -> Delivery | None:
+        row = await self.db.one(
+            f"SELECT {_DELIVERY_COLUMNS} FROM webhook_delivery WHERE id = :id", id=delivery_id
+        )
+        return None if row is None else _delivery(row, self.db)
+
+    async def list(
+        self, *, task_id: str | None, statuses: Sequence[DeliveryStatus] | None, limit: int
+    ) -> Sequence[Delivery]:
+        clauses, params = ["1 = 1"], {}
+        if task_id is not None:
+            clauses.append("task_id = :task_id")
+            params["task_id"] = task_id
+        for i, status in enumerate(statuses or ()):
+            params[f"s{i}"] = status
+        if statuses:
+            clauses.append(f"status IN ({', '.join(f':s{i}' for i in range(len(statuses)))})")
+        rows = await self.db.all(
+            f"SELECT {_DELIVERY_COLUMNS} FROM webhook_delivery WHERE {' AND '.join(clauses)}"
+            " ORDER BY id DESC LIMIT :limit",
+            limit=limit,
+            **params,
+        )
+        return [_delivery(row, self.db) for row in rows]
+
+    async def retry(self, delivery_id: int, now: datetime) -> bool:
+        matched = await self.db.execute(
+            "UPDATE webhook_delivery SET status = :pending, next_attempt_at = :now"
+            " WHERE id = :id AND status <> :pending",
+            pending=DeliveryStatus.PENDING,
+            now=now,
+            id=delivery_id,
+        )
+        return matched == 1
+
+
+_KEY_COLUMNS = (
+    "account_id, idem_key, request_hash, claim_id, state, task_id, response_status,"
+    " response_body, created_at, expires_at"
+)
+
+
+@frozen
+class SqlIdempotency:
+    db: Session
+
+    async def claim(self, record: KeyRecord) -> KeyRecord | None:
+        where = "account_id = :account_id AND idem_key = :idem_key"
+        key = {"account_id": record.account_id, "idem_key": record.key}
+        await self.db.execute(  # a key past its day is free again
+            f"DELETE FROM idempotency_key WHERE {where} AND expires_at < :now",
+            now=record.created_at,
+            **key,
+        )
+        await self.db.execute(
+            "INSERT INTO idempotency_key (account_id, idem_key, request_hash, claim_id, state,"
+            " task_id, created_at, expires_at) VALUES (:account_id, :idem_key, :request_hash,"
+            " :claim_id, :state, :task_id, :created_at, :expires_at)"
+            + self.db.dialect.if_absent("account_id", "idem_key"),
+            request_hash=record.request_hash,
+            claim_id=record.claim_id,
+            state=record.state,
+            task_id=record.task_id,
+            created_at=record.created_at,
+            expires_at=record.expires_at,
+            **key,
+        )
+        row = await self.db.one(f"SELECT {_KEY_COLUMNS} FROM idempotency_key WHERE {where}", **key)
+        assert row is not None
+        if row["claim_id"] == record.claim_id:
+            return None  # ours
+        ts = self.db.dialect.timestamp
+        status = row["response_status"]
+        return KeyRecord(
+            account_id=int(row["account_id"]),
+            key=row["idem_key"],
+            request_hash=row["request_hash"],
+            claim_id=row["claim_id"],
+            state=KeyState(row["state"]),
+            created_at=ts(row["created_at"]) or _UNKNOWN,
+            expires_at=ts(row["expires_at"]) or _UNKNOWN,
+            task_id=row["task_id"],
+            response_status=None if status is None else int(status),
+            response_body=row["response_body"],
+        )
+
+    async def complete(
+        self, account_id: int, key: str, claim_id: str, status: int, body: str
+    ) -> bool:
+        matched = await self.db.execute(
+            "UPDATE idempotency_key SET state = :done, response_status = :status,"
+            " response_body = :body WHERE account_id = :account_id AND idem_key = :idem_key"
+            " AND claim_id = :claim_id",
+            done=KeyState.DONE,
+            status=status,
+            body=body,
+            account_id=account_id,
+            idem_key=key,
+            claim_id=claim_id,
+        )
+        return matched == 1
+
+    async def purge(self, now: datetime) -> int:
+        return await self.db.execute("DELETE FROM idempotency_key WHERE expires_at < :now", now=now)
+
+
 _NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -556,7 +774,7 @@ class SqlLeases:
     db: Session
 
     async def acquire(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
-        if_absent = self.db.dialect.if_absent.format(key="name")
+        if_absent = self.db.dialect.if_absent("name")
         await self.db.execute(
             f"INSERT INTO lease (name, holder, expires_at) VALUES (:name, '', :never){if_absent}",
             name=name,

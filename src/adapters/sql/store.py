@@ -13,6 +13,7 @@ from .migrations import apply_migrations, pending_migrations
 from .repositories import (
     SqlAccounts,
     SqlCodes,
+    SqlIdempotency,
     SqlLeases,
     SqlLedger,
     SqlQueue,
@@ -20,6 +21,7 @@ from .repositories import (
     SqlStats,
     SqlTasks,
     SqlUploads,
+    SqlWebhooks,
 )
 from .session import Session
 
@@ -41,6 +43,8 @@ class SqlUnitOfWork:
     settings: SqlSettings = field(init=False)
     leases: SqlLeases = field(init=False)
     uploads: SqlUploads = field(init=False)
+    webhooks: SqlWebhooks = field(init=False)
+    idempotency: SqlIdempotency = field(init=False)
     stats: SqlStats = field(init=False)
 
     async def __aenter__(self) -> SqlUnitOfWork:
@@ -61,6 +65,8 @@ class SqlUnitOfWork:
         self.settings = SqlSettings(session)
         self.leases = SqlLeases(session)
         self.uploads = SqlUploads(session)
+        self.webhooks = SqlWebhooks(session)
+        self.idempotency = SqlIdempotency(session)
         self.stats = SqlStats(session)
         return self
 

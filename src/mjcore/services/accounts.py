@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from attrs import define, evolve, frozen
+from attrs import define, evolve, field, frozen
 
 from ..accounts import USER_NAME, Account, check_user_name, digest_app_key, new_app_key
 from ..clock import Clock
@@ -23,6 +23,7 @@ from ..passwords import DECOY_HASH, Hasher, check_password
 from ..ports import AccountChanges, NewAccount, Store, TaskQuery, UnitOfWork
 from ..tasks import TaskStatus
 from . import codes, credits
+from .jobs import NO_OPTIONS, Extras, JobOptions
 
 DEFAULT_TOKENS = 100
 MAX_TOKENS = 2**31 - 1  # the seed's int(11) counters
@@ -324,6 +325,7 @@ class AccountService:
     store: Store
     clock: Clock
     hasher: Hasher
+    extras: Extras = field(factory=Extras)  # Idempotency-Keys for redemptions
 
     async def authenticate_key(self, app_key: str) -> Account:
         return await authenticate_key(self.store, app_key)
@@ -346,5 +348,8 @@ class AccountService:
             generated = await uow.tasks.count(TaskQuery(account.id, TaskStatus.SUCCESS))
         return Profile(account, generated)
 
-    async def redeem(self, account_id: int, code: str) -> Redemption:
-        return await codes.redeem_code(self.store, self.clock, account_id, code)
+    async def redeem(
+        self, account_id: int, code: str, options: JobOptions = NO_OPTIONS
+    ) -> Redemption:
+        guard = self.extras.guard(options)
+        return await codes.redeem_code(self.store, self.clock, account_id, code, guard)

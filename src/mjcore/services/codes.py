@@ -24,6 +24,7 @@ from ..errors import (
 from ..limits import Whole
 from ..ports import Store
 from . import credits
+from .idempotency import Guard
 
 _ISSUE_ATTEMPTS = 3
 LIST_LIMIT = Whole("limit", 1, 100_000)
@@ -59,11 +60,17 @@ async def issue_codes(
     raise AssertionError("unreachable")
 
 
-async def redeem_code(store: Store, clock: Clock, account_id: int, text: str) -> Redemption:
-    """Credit the code's value to the account, once, whoever else tries at the same time."""
+async def redeem_code(
+    store: Store, clock: Clock, account_id: int, text: str, guard: Guard | None = None
+) -> Redemption:
+    """Credit the code's value to the account, once, whoever else tries at the same time.
+
+    ``guard`` runs first in the transaction (an Idempotency-Key's claim)."""
     code = normalize_code(text)
     now = clock()
     async with store.unit_of_work() as uow:
+        if guard is not None:
+            await guard(uow)
         account = await uow.accounts.get(account_id)
         if account is None:
             raise AccountNotFound(f"no account with id {account_id}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from attrs import define, frozen
+from attrs import define, field, frozen
 
 from ..clock import Clock
 from ..errors import (
@@ -17,6 +17,7 @@ from ..ports import ImageGenerator, ImageRequest, ImageStore, Store
 from ..pricing import Prices
 from ..tasks import FailureKind, Provider, Task, TaskStatus
 from . import reports, tasks
+from .jobs import NO_OPTIONS, Extras, JobOptions
 from .reports import Record
 
 ASPECT_RATIOS = ("1:1", "4:3", "3:4", "16:9", "9:16", "21:9", "9:21")
@@ -43,57 +44,6 @@ def check_request(request: ImageRequest) -> ImageRequest:
     return request
 
 
-async def generate_image(
-    store: Store,
-    clock: Clock,
-    prices: Prices,
-    generator: ImageGenerator,
-    images: ImageStore,
-    account_id: int,
-    request: ImageRequest,
-) -> Generated:
-    """Debit, generate, keep the image; any failure after the debit is refunded once."""
-    check_request(request)
-    params = {
-        "aspect_ratio": request.aspect_ratio,
-        "output_format": request.output_format,
-        "seed": request.seed,
-    }
-    draft = tasks.draft_task(
-        clock,
-        prices,
-        account_id=account_id,
-        provider=Provider.FIREWORKS,
-        action=ACTION,
-        prompt=request.prompt,
-        params=params,
-    )
-    # no queue: it runs now, so the stale sweep can settle it after a crash
-    task = await tasks.reserve_task(store, draft, started=True)
-    try:
-        image = await generator.generate(request)
-        url = await images.save(image.data, image.content_type)
-    except ProviderError as exc:
-        await tasks.fail_task(store, clock, task.task_id, str(exc), _kind(exc))
-        raise
-    except BaseException as exc:  # our own failure (disk, cancellation): refund all the same
-        await tasks.fail_task(store, clock, task.task_id, f"internal error: {type(exc).__name__}")
-        raise
-    try:
-        done = await tasks.advance_task(
-            store,
-            clock,
-            task.task_id,
-            TaskStatus.SUCCESS,
-            image_url=url,
-            provider_ref=image.request_id,
-            result={"seed": image.seed, "content_type": image.content_type},
-        )
-    except InvalidTransition:  # the stale sweep settled (and refunded) it meanwhile
-        raise ProviderTimeout("the image came too late; the job was already refunded") from None
-    return Generated(done, await _credits(store, account_id))
-
-
 def _kind(error: ProviderError) -> FailureKind:
     if isinstance(error, ContentFiltered):
         return FailureKind.FILTERED
@@ -116,13 +66,55 @@ class ImageService:
     generator: ImageGenerator
     images: ImageStore
     available: bool = True  # False: no provider credentials; refused before any charge
+    extras: Extras = field(factory=Extras)  # callbacks and Idempotency-Keys
 
-    async def generate(self, account_id: int, request: ImageRequest) -> Generated:
+    async def generate(
+        self, account_id: int, request: ImageRequest, options: JobOptions = NO_OPTIONS
+    ) -> Generated:
+        """Debit, generate, keep the image; any failure after the debit is refunded once."""
         if not self.available:
             raise ProviderNotConfigured("image generation is not available on this server")
-        return await generate_image(
-            self.store, self.clock, self.prices, self.generator, self.images, account_id, request
+        check_request(request)
+        params = {
+            "aspect_ratio": request.aspect_ratio,
+            "output_format": request.output_format,
+            "seed": request.seed,
+        }
+        draft = tasks.draft_task(
+            self.clock,
+            self.prices,
+            account_id=account_id,
+            provider=Provider.FIREWORKS,
+            action=ACTION,
+            prompt=request.prompt,
+            params=await self.extras.params(params, options),
         )
+        guard = self.extras.guard(options, draft.task_id)
+        # no queue: it runs now, so the stale sweep can settle it after a crash
+        task = await tasks.reserve_task(self.store, draft, started=True, guard=guard)
+        try:
+            image = await self.generator.generate(request)
+            url = await self.images.save(image.data, image.content_type)
+        except ProviderError as exc:
+            await tasks.fail_task(self.store, self.clock, task.task_id, str(exc), _kind(exc))
+            raise
+        except BaseException as exc:  # our own failure (disk, cancellation): refunded all the same
+            reason = f"internal error: {type(exc).__name__}"
+            await tasks.fail_task(self.store, self.clock, task.task_id, reason)
+            raise
+        try:
+            done = await tasks.advance_task(
+                self.store,
+                self.clock,
+                task.task_id,
+                TaskStatus.SUCCESS,
+                image_url=url,
+                provider_ref=image.request_id,
+                result={"seed": image.seed, "content_type": image.content_type},
+            )
+        except InvalidTransition:  # the stale sweep settled (and refunded) it meanwhile
+            raise ProviderTimeout("the image came too late; the job was refunded") from None
+        return Generated(done, await _credits(self.store, account_id))
 
     async def records(self, account_id: int, limit: int) -> list[Record]:
         return await reports.records(self.store, account_id, limit)

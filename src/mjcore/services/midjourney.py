@@ -14,7 +14,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from attrs import define, evolve, frozen
+from attrs import define, evolve, field, frozen
 
 from ..clock import Clock
 from ..errors import (
@@ -43,6 +43,8 @@ from ..ports import ImageMirror, MidjourneyProvider, Store, UnitOfWork, Upload, 
 from ..pricing import Prices
 from ..tasks import FailureKind, Provider, Task, TaskStatus
 from . import tasks as lifecycle
+from .idempotency import Guard
+from .jobs import NO_OPTIONS, Extras, JobOptions
 from .tasks import Deadlines, Failure, TaskPage
 
 MJ = Provider.MIDJOURNEY
@@ -115,6 +117,7 @@ class MidjourneyService:
     limits: QueueLimits
     banned_words: tuple[str, ...] = ()
     allowed_parameters: frozenset[str] = frozenset()  # of COSTLY_PARAMETERS
+    extras: Extras = field(factory=Extras)  # callbacks and Idempotency-Keys
     available: bool = True  # False: no Discord credentials; every job is refused up front
 
     def _check_available(self) -> None:
@@ -123,13 +126,20 @@ class MidjourneyService:
 
     # -- accepting jobs -------------------------------------------------------------
 
-    async def imagine(self, account_id: int, prompt: str, picurl: str | None = None) -> Task:
+    async def imagine(
+        self,
+        account_id: int,
+        prompt: str,
+        picurl: str | None = None,
+        options: JobOptions = NO_OPTIONS,
+    ) -> Task:
         check_user_text(prompt, "prompt")
         for name in sorted(costly_parameters(prompt) - self.allowed_parameters):
             raise InvalidInput(f"--{name} multiplies the cost of a job and is not allowed here")
         check_prompt(prompt, self.banned_words)
-        params = {"picurl": picurl} if picurl else {}
-        return await self._start(self._draft(account_id, MjAction.IMAGINE, prompt, params))
+        params = await self.extras.params({"picurl": picurl} if picurl else {}, options)
+        draft = self._draft(account_id, MjAction.IMAGINE, prompt, params)
+        return await self._start(draft, options)
 
     async def press(
         self,
@@ -140,6 +150,7 @@ class MidjourneyService:
         index: int = 1,
         direction: str | None = None,
         zoomout: int | None = None,
+        options: JobOptions = NO_OPTIONS,
     ) -> Task:
         """A follow-up on a finished grid or image: upscale, variation, zoom, pan, reroll."""
         grid = await self._parent(account_id, parent)
@@ -148,18 +159,25 @@ class MidjourneyService:
             params["direction"] = direction
         if zoomout is not None:
             params["zoomout"] = zoomout
+        params = await self.extras.params(params, options)
         draft = self._draft(account_id, action, grid.prompt, params, grid.task_id, grid.trigger_id)
-        return await self._start(draft)
+        return await self._start(draft, options)
 
-    async def describe(self, account_id: int, upload_filename: str, trigger_id: str) -> Task:
+    async def describe(
+        self,
+        account_id: int,
+        upload_filename: str,
+        trigger_id: str,
+        options: JobOptions = NO_OPTIONS,
+    ) -> Task:
         """Describe an image the caller uploaded with :meth:`upload`."""
         found = _UPLOAD_NAME.fullmatch(upload_filename)
         if found is None or found.group(1) != trigger_id:
             raise InvalidInput("upload_filename and trigger_id must both come from one /upload")
         await self._own_upload(account_id, upload_filename)
-        params = {"upload_filename": upload_filename}
+        params = await self.extras.params({"upload_filename": upload_filename}, options)
         draft = self._draft(account_id, MjAction.DESCRIBE, "", params, None, trigger_id)
-        return await self._start(draft)
+        return await self._start(draft, options)
 
     async def upload(
         self, account_id: int, data: bytes, content_type: str, suffix: str
@@ -238,18 +256,20 @@ class MidjourneyService:
             trigger_id=trigger_id,
         )
 
-    async def _start(self, draft: Task) -> Task:
+    async def _start(self, draft: Task, options: JobOptions = NO_OPTIONS) -> Task:
         self._check_available()  # before admission: nothing charged, nothing recorded
-        task = await self._admit(draft)
+        task = await self._admit(draft, self.extras.guard(options, draft.task_id))
         if not task.holds_slot:
             return task  # waiting; dispatched when a slot frees
         return (await self._run([task]))[task.task_id]
 
-    async def _admit(self, draft: Task) -> Task:
+    async def _admit(self, draft: Task, guard: Guard | None = None) -> Task:
         """Charge and record the job; it runs at once if a slot is free, else it waits."""
         now = draft.created_at
         async with self.store.unit_of_work() as uow:
             queue = await uow.queue.lock(MJ)
+            if guard is not None:  # an Idempotency-Key: before anything is charged
+                await guard(uow)
             task = evolve(draft, trigger_id=draft.trigger_id or await _fresh_trigger(uow))
             if queue.running < self.limits.concurrency:
                 task = evolve(task.advance(TaskStatus.SUBMITTED, now), holds_slot=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from attrs import define, frozen
@@ -9,10 +10,11 @@ from attrs import define, frozen
 from ..accounts import Account
 from ..clock import Clock
 from ..codes import CODE_EXPIRY_DAYS, RedemptionCode
-from ..errors import AccountNotFound
+from ..errors import AccountNotFound, NotFound
 from ..ledger import LedgerEntry, LedgerReport, report
 from ..ports import Counts, QueueCounts, Store, TaskQuery
 from ..tasks import Provider, Task, TaskStatus
+from ..webhooks import Delivery, DeliveryStatus
 from . import codes
 from .accounts import Profile
 from .tasks import PAGE_LIMIT
@@ -129,3 +131,21 @@ class AdminService:
 
     async def stats(self) -> Counts:
         return await stats(self.store)
+
+    async def deliveries(
+        self, *, task_id: str | None = None, failed: bool = False, limit: int = 100
+    ) -> Sequence[Delivery]:
+        """Webhook deliveries, newest first: a task's, or the ones that gave up."""
+        statuses = (DeliveryStatus.DEAD, DeliveryStatus.GONE) if failed else None
+        async with self.store.unit_of_work(readonly=True) as uow:
+            return await uow.webhooks.list(task_id=task_id, statuses=statuses, limit=limit)
+
+    async def retry_delivery(self, delivery_id: int) -> Delivery:
+        """Send a delivery that is not pending again, now, with the same webhook-id."""
+        async with self.store.unit_of_work() as uow:
+            await uow.webhooks.retry(delivery_id, self.clock())
+            found = await uow.webhooks.get(delivery_id)
+            await uow.commit()
+        if found is None:
+            raise NotFound(f"no webhook delivery {delivery_id}")
+        return found

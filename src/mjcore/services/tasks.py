@@ -19,7 +19,9 @@ from ..limits import Whole
 from ..ports import Store, TaskQuery, UnitOfWork
 from ..pricing import Prices
 from ..tasks import TASK_ID, FailureKind, Provider, Task, TaskStatus, new_task_id
+from ..webhooks import Delivery, WebhookEvent, event_for, hooks_of, new_webhook_id
 from . import credits
+from .idempotency import Guard
 
 MAX_PAGE = 100
 PAGE_LIMIT = Whole("limit", 1, MAX_PAGE)
@@ -99,6 +101,7 @@ async def move_in(
     task = current.advance(to, now, **changes)
     if not await uow.tasks.save(task, expected=current.status):
         raise InvalidTransition(f"task {current.task_id} changed concurrently")
+    await notify_in(uow, current, task, now)
     return task
 
 
@@ -121,7 +124,22 @@ async def end_in(
         raise InvalidTransition(f"task {current.task_id} changed concurrently")
     if await refund_once(uow, task, now):
         task = evolve(task, refunded=True)
+    await notify_in(uow, current, task, now)
     return task
+
+
+async def notify_in(uow: UnitOfWork, before: Task, after: Task, now: datetime) -> None:
+    """Put the transition's event for each of the task's hooks in the outbox, in the
+    transition's own transaction (a crash never loses one, a rollback never sends one)."""
+    event = event_for(before, after)
+    if event is None:
+        return
+    for hook in hooks_of(after):
+        delivery = Delivery(new_webhook_id(), after.task_id, event, hook.url, hook.style, now, now)
+        if event is WebhookEvent.PROGRESS:  # the newest waiting one will say it
+            await uow.webhooks.add_progress(delivery)
+        else:
+            await uow.webhooks.add(delivery)
 
 
 async def annotate_task(store: Store, task_id: str, **changes: Any) -> Task | None:
@@ -147,14 +165,19 @@ async def refund_once(uow: UnitOfWork, task: Task, now: datetime) -> bool:
 # -- the same steps, each in its own unit of work -------------------------------------------
 
 
-async def reserve_task(store: Store, draft: Task, *, started: bool = False) -> Task:
+async def reserve_task(
+    store: Store, draft: Task, *, started: bool = False, guard: Guard | None = None
+) -> Task:
     """Accept a job (a :func:`draft_task`): debit its price and record it in one transaction.
 
     ``started`` records it as ``SUBMITTED`` at once (a job that runs now, with no queue):
     a task is never left ``NOT_START`` with nothing to start it, whatever crashes when.
+    ``guard`` runs first in the transaction (an Idempotency-Key's claim).
     """
     task = draft.advance(TaskStatus.SUBMITTED, draft.created_at) if started else draft
     async with store.unit_of_work() as uow:
+        if guard is not None:
+            await guard(uow)
         await open_in(uow, task)
         await uow.commit()
     return task
