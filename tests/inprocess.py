@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 from attrs import frozen
@@ -22,6 +23,7 @@ from entrypoints.settings import Settings
 from .fakes.discord import FakeDiscord
 
 BASE_URL = "http://mjcore.test"
+T = TypeVar("T")
 
 
 @frozen
@@ -63,6 +65,19 @@ async def until(condition: Callable[[], bool]) -> None:
             if condition():
                 return
             await asyncio.sleep(0.02)
+
+
+async def polled(
+    fetch: Callable[[], Awaitable[T]], done: Callable[[T], bool], within_s: float = 15
+) -> T:
+    """Fetch (e.g. from the database) until ``done`` says so, for up to ``within_s`` s; the
+    last value."""
+    async with asyncio.timeout(within_s):
+        value = await fetch()
+        while not done(value):
+            await asyncio.sleep(0.05)
+            value = await fetch()
+    return value
 
 
 @asynccontextmanager

@@ -7,23 +7,33 @@ from collections.abc import Callable
 from typing import Any
 
 from mjcore.tasks import Task
-from mjcore.webhooks import Delivery, HookStyle
+from mjcore.webhooks import Delivery, HookStyle, WebhookEvent
 
 from .http import OUT
 from .trigger_schema import task_view
 
+YOKONSAN_TYPES = {
+    WebhookEvent.STARTED: "start",
+    WebhookEvent.PROGRESS: "generating",
+    WebhookEvent.SUCCEEDED: "end",
+    WebhookEvent.FAILED: "error",
+}
+"""The event in the words of yokonsan's listener (``type``), for receivers written for it."""
 
-def mjcore_body(task: Task) -> dict[str, Any]:
-    """The task as ``GET /v1/api/trigger/task/{id}`` returns it."""
+
+def mjcore_body(task: Task, event: WebhookEvent) -> dict[str, Any]:
+    """The task as ``GET /v1/api/trigger/task/{id}`` returns it, with ``event`` and
+    yokonsan's ``type``."""
     view: dict[str, Any] = OUT.unstructure(task_view(task))
-    return view
+    return view | {"event": event.value, "type": YOKONSAN_TYPES[event]}
 
 
-BODIES: dict[HookStyle, Callable[[Task], dict[str, Any]]] = {HookStyle.MJCORE: mjcore_body}
+Body = Callable[[Task, WebhookEvent], dict[str, Any]]
+BODIES: dict[HookStyle, Body] = {HookStyle.MJCORE: mjcore_body}
 """Each hook style's body (a surface that speaks another client's language adds its own)."""
 
 
 def render(delivery: Delivery, task: Task) -> str:
-    """The JSON a hook receives for ``delivery``: the view of the task, plus ``event``."""
-    body = BODIES[delivery.style](task) | {"event": delivery.event.value}
+    """The JSON a hook receives for ``delivery`` (its style's body of the task)."""
+    body = BODIES[delivery.style](task, delivery.event)
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
