@@ -24,6 +24,7 @@ from mjcore.pricing import Prices
 from mjcore.services import accounts, tasks
 from mjcore.services.midjourney import MidjourneyService, QueueLimits
 from mjcore.tasks import Provider
+from mjcore.webhooks import DeliveryStatus, Hook, Outcome, with_hooks
 
 from ..support import open_test_store, store_params, url_for
 from .test_contract_queue import FakeMirror, FakeProvider
@@ -505,3 +506,57 @@ def test_overflowing_numbers_are_a_clear_error_not_a_traceback(
         assert code == status, (argv, message)
         assert re.search(r"from \d+ to \d+", message), (argv, message)
     assert json.loads(run(MJCORE, "users", "info", "alice", "--json").stdout)["credits"] == 5
+
+
+async def _dead_delivery(db_path: Path) -> tuple[str, int]:
+    """A failed task whose one delivery gave up; its task id and the delivery's id."""
+    store = await open_store(f"sqlite:///{db_path}", 2)
+    try:
+        account = (await accounts.create_account(store, system_clock, "hooked", 5)).account
+        draft = tasks.draft_task(
+            system_clock,
+            Prices(),
+            account_id=account.id,
+            provider=Provider.FIREWORKS,
+            action="generate",
+            prompt="a fox",
+            params=with_hooks({}, [Hook("https://hooks.example/in")]),
+        )
+        task = await tasks.reserve_task(store, draft, started=True)
+        await tasks.fail_task(store, system_clock, task.task_id, "upstream said no")
+        now = system_clock()
+        async with store.unit_of_work() as uow:
+            [delivery] = await uow.webhooks.claim(now, now, 10)
+            assert delivery.id is not None
+            await uow.webhooks.record(
+                delivery.id, 1, Outcome(503), DeliveryStatus.DEAD, now, now, "{}"
+            )
+            await uow.commit()
+    finally:
+        await store.close()
+    return task.task_id, delivery.id
+
+
+def test_webhooks_are_listed_retried_and_the_secret_printed(run: Run, db_path: Path) -> None:
+    assert run(MJCORE, "migrate").returncode == 0
+    task_id, delivery_id = asyncio.run(_dead_delivery(db_path))
+
+    failed = json.loads(run(MJCORE, "webhooks", "list", "--failed", "--json").stdout)
+    table = run(MJCORE, "webhooks", "list", "--task", task_id).stdout
+    retried = run(MJCORE, "webhooks", "retry", str(delivery_id))
+    after = json.loads(run(MJCORE, "webhooks", "list", "--failed", "--json").stdout)
+    missing = run(MJCORE, "webhooks", "retry", "987654")
+    secret = run(MJCORE, "webhooks", "secret").stdout.strip()
+    again = run(MJCORE, "webhooks", "secret").stdout.strip()
+    chosen = "whsec_" + "A" * 43 + "="
+    configured = run(MJCORE, "webhooks", "secret", env={"MJCORE_WEBHOOK_SECRET": chosen})
+
+    [dead] = failed
+    assert (dead["id"], dead["task_id"], dead["status"]) == (delivery_id, task_id, "dead")
+    assert (dead["event"], dead["attempts"], dead["last_status"]) == ("task.failed", 1, 503)
+    assert "task.failed" in table and "dead" in table and "https://hooks.example/in" in table
+    assert retried.returncode == 0 and "is due again now" in retried.stdout
+    assert after == []
+    assert missing.returncode == 1 and "no webhook delivery 987654" in missing.stderr
+    assert secret.startswith("whsec_") and secret == again  # kept: every process signs alike
+    assert configured.stdout.strip() == chosen
