@@ -29,7 +29,7 @@ async def resolves_public(host: str, port: int) -> bool:
     """Does every address ``host`` resolves to pass :func:`is_public`? (False if none.)"""
     try:
         found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError:
+    except (OSError, UnicodeError):  # no such name; a label IDNA cannot encode (over 63)
         return False
     return bool(found) and all(is_public(str(info[4][0])) for info in found)
 

@@ -122,7 +122,10 @@ async def _every(interval: float, work: Callable[[], Awaitable[object]], what: s
     while True:
         try:
             busy = await work()
-        except Exception:
+        except Exception as exc:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():  # stopping: stop, whatever
+                raise asyncio.CancelledError from exc  # the driver raised on the way out
             log.exception("%s failed; retrying in %.1fs", what, interval)
             busy = False
         if not busy:

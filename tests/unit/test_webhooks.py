@@ -144,6 +144,7 @@ def _resolving_to(address: str) -> Any:
         "ftp://hooks.example/x",
         "https:///no-host",
         "not a url",
+        "https://" + "a" * 64 + ".example/label-too-long-for-idna",
     ],
 )
 async def test_private_and_odd_targets_are_refused(url: str) -> None:

@@ -87,7 +87,14 @@ class SqlUnitOfWork:
         try:
             if self._open:
                 self._open = False
-                await self._conn.rollback()
+                try:
+                    await self._conn.rollback()
+                except Exception:
+                    if exc is None:
+                        raise
+                    # the transaction died with the error already propagating (e.g. a
+                    # query cancelled mid-flight): that one is reported, and the pool
+                    # discards the broken connection
         finally:
             await self._lease.__aexit__(exc_type, exc, tb)
 
