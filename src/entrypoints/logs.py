@@ -140,6 +140,7 @@ def logging_config(settings: Settings) -> dict[str, Any]:
             "uvicorn.error": {"handlers": [], "propagate": True, "level": level},
             "uvicorn.access": {"handlers": [], "propagate": False},  # ours is mjcore.access
             "mjcore": {"level": "DEBUG"},
+            "mjcore.access": {"level": level},  # not counted from the log: skip what is not printed
             # every request's full URL at INFO (a pre-signed upload URL's signature too);
             # our provider.call events say what matters without the query string
             "httpx": {"level": "WARNING"},

@@ -95,6 +95,7 @@ def test_the_level_filters_what_is_printed_not_what_the_metrics_count() -> None:
     config = logs.logging_config(Settings(log_level="WARNING", log_format="json"))
     assert config["handlers"]["stderr"]["level"] == "WARNING"
     assert config["loggers"]["mjcore"]["level"] == "DEBUG"
+    assert config["loggers"]["mjcore.access"]["level"] == "WARNING"  # HTTP is counted directly
     assert config["loggers"]["httpx"]["level"] == "WARNING"  # full URLs, signatures too
 
 
