@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from attrs import evolve
 
 from adapters.memory import MemoryStore
 from adapters.sql import SqlStore
+from entrypoints import logs
 from entrypoints.bootstrap import open_store
 from mjcore.ports import Store
 
@@ -144,3 +146,9 @@ async def tamper_total(store: Store, account_id: int, delta: int) -> None:
         )
         await conn.execute(text, params)
         await conn.commit()
+
+
+def rendered(records: Iterable[logging.LogRecord], fmt: str = "json") -> str:
+    """Log records as the server prints them (every field, not only the message)."""
+    formatter = logs.formatter(fmt)
+    return "\n".join(formatter.format(record) for record in records)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 import time
 from typing import Any
@@ -21,9 +20,7 @@ from mjcore.midjourney import MjAction, discord_prompt
 from mjcore.ports import Upload
 from mjcore.tasks import Task
 
-from .redact import redact
-
-log = logging.getLogger("mjcore.discord")
+from .upstream import call
 
 APPLICATION_COMMAND, MESSAGE_COMPONENT = 2, 3
 OPTION_STRING, OPTION_ATTACHMENT = 3, 11
@@ -160,13 +157,17 @@ class DiscordMidjourney:
         )
 
     async def submit(self, task: Task) -> None:
-        await self._send("POST", f"{self.config.api_url}/interactions", json=self.payload(task))
+        url = f"{self.config.api_url}/interactions"
+        await self._send("interaction", "POST", url, json=self.payload(task))
 
     async def upload(self, filename: str, data: bytes, content_type: str) -> Upload:
         channel = self.config.channel_id
         files = {"files": [{"filename": filename, "file_size": len(data), "id": "0"}]}
         answer = await self._send(
-            "POST", f"{self.config.api_url}/channels/{channel}/attachments", json=files
+            "attachments",
+            "POST",
+            f"{self.config.api_url}/channels/{channel}/attachments",
+            json=files,
         )
         try:
             slot = answer.json()["attachments"][0]
@@ -175,6 +176,7 @@ class DiscordMidjourney:
             raise ProviderRejected("Discord's upload answer was not understood") from exc
         # the bucket URL is pre-signed: no Authorization header
         await self._send(
+            "upload",
             "PUT",
             upload.upload_url,
             content=data,
@@ -195,7 +197,7 @@ class DiscordMidjourney:
             "attachments": [{"id": "0", "filename": name, "uploaded_filename": upload_filename}],
         }
         answer = await self._send(
-            "POST", f"{self.config.api_url}/channels/{channel}/messages", json=body
+            "message", "POST", f"{self.config.api_url}/channels/{channel}/messages", json=body
         )
         try:
             return str(answer.json()["attachments"][0]["url"])
@@ -203,7 +205,7 @@ class DiscordMidjourney:
             raise ProviderRejected("Discord's message answer has no attachment URL") from exc
 
     async def _send(
-        self, method: str, url: str, *, auth: bool = True, **kwargs: Any
+        self, operation: str, method: str, url: str, *, auth: bool = True, **kwargs: Any
     ) -> httpx.Response:
         """One request, sent at most once as far as Discord could have seen it.
 
@@ -221,7 +223,16 @@ class DiscordMidjourney:
         failures = rate_limited = 0
         while True:
             try:
-                response = await self.client.request(method, url, headers=headers, **kwargs)
+                response = await call(
+                    self.client,
+                    "discord",
+                    operation,
+                    method,
+                    url,
+                    secret=c.user_token,
+                    headers=headers,
+                    **kwargs,
+                )
             except _NEVER_SENT as exc:
                 failures += 1
                 if failures > c.retries:
@@ -242,11 +253,4 @@ class DiscordMidjourney:
                     continue
             if response.is_success:
                 return response
-            log.warning(
-                "Discord refused %s %s: HTTP %d %s",
-                method,
-                httpx.URL(url).path,
-                response.status_code,
-                redact(response.text, c.user_token),
-            )
             raise ProviderRejected(f"Discord refused the request: HTTP {response.status_code}")

@@ -120,7 +120,7 @@ class GatewayListener:
 
     async def connected(self, client: discord.Client) -> None:
         """Replay the channel's latest messages: what happened while nobody listened."""
-        log.info("listener connected to the gateway as %s", client.user)
+        log.info("listener.connected", extra={"user": str(client.user)})
         channel = client.get_channel(int(self.config.channel_id))
         if not isinstance(channel, discord.abc.Messageable):
             channel = await client.fetch_channel(int(self.config.channel_id))
@@ -128,7 +128,7 @@ class GatewayListener:
         try:
             recent = [m async for m in channel.history(limit=self.config.catch_up)]
         except discord.HTTPException as exc:
-            log.warning("could not read the channel's history to catch up: %s", exc)
+            log.warning("listener.catch_up_failed", extra={"error": str(exc)})
             return
         for message in reversed(recent):  # oldest first, as they happened
             await self.seen(message, edited=message.edited_at is not None)
@@ -163,6 +163,9 @@ class GatewayListener:
 
     async def _deliver(self, event: ListenerEvent) -> None:
         try:
-            await self.deliver(event)
+            handled = await self.deliver(event)
         except Exception:  # one bad event must not stop the listener
-            log.exception("could not apply a listener event (%s)", event.type)
+            log.exception("listener.event_failed", extra={"type": event.type.value})
+            return
+        fields = {"type": event.type.value, "trigger_id": event.trigger, "handled": str(handled)}
+        log.debug("listener.event", extra=fields)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 import time
 from typing import Any
@@ -15,9 +14,7 @@ from mjcore.errors import ContentFiltered, ProviderRejected, ProviderTimeout, Pr
 from mjcore.media import sniff
 from mjcore.ports import GeneratedImage, ImageRequest
 
-from .redact import redact
-
-log = logging.getLogger("mjcore.fireworks")
+from .upstream import call
 
 ACCEPT = {"png": "image/png", "jpeg": "image/jpeg"}
 MODERATED = ("Request Moderated", "Content Moderated")
@@ -91,6 +88,18 @@ class FireworksImages:
                 f"Fireworks could not be reached: {type(exc).__name__}"
             ) from exc
 
+    async def _call(self, operation: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        return await call(
+            self.client,
+            "fireworks",
+            operation,
+            method,
+            url,
+            secret=self.config.api_key,
+            said=_message,
+            **kwargs,
+        )
+
     def _headers(self, accept: str) -> dict[str, str]:
         return {
             "Authorization": f"Bearer {self.config.api_key}",
@@ -105,26 +114,34 @@ class FireworksImages:
         return body
 
     async def _text_to_image(self, request: ImageRequest) -> GeneratedImage:
-        response = await self.client.post(
+        response = await self._call(
+            "text_to_image",
+            "POST",
             f"{self.config.model_url}/text_to_image",
             json=self._body(request),
             headers=self._headers(ACCEPT[request.output_format]),
         )
-        _raise_for_status(response, self.config.api_key)
+        _raise_for_status(response)
         if response.headers.get("finish-reason", "SUCCESS").upper() == "CONTENT_FILTERED":
             raise ContentFiltered("Fireworks filtered the image (CONTENT_FILTERED)")
         return self._image(response.content, response.headers, request)
 
     async def _kontext(self, request: ImageRequest) -> GeneratedImage:
         body = self._body(request) | {"output_format": request.output_format}
-        submitted = await self.client.post(
-            self.config.model_url, json=body, headers=self._headers("application/json")
+        submitted = await self._call(
+            "submit",
+            "POST",
+            self.config.model_url,
+            json=body,
+            headers=self._headers("application/json"),
         )
-        _raise_for_status(submitted, self.config.api_key)
+        _raise_for_status(submitted)
         request_id = _field(submitted, "request_id")
         grace_until = time.monotonic() + self.config.not_found_grace_s
         while True:
-            polled = await self.client.post(
+            polled = await self._call(
+                "get_result",
+                "POST",
                 f"{self.config.model_url}/get_result",
                 json={"id": request_id},
                 headers=self._headers("application/json"),
@@ -133,7 +150,7 @@ class FireworksImages:
             if polled.status_code == 404 and early:
                 status = NOT_FOUND
             else:
-                _raise_for_status(polled, self.config.api_key)
+                _raise_for_status(polled)
                 status = _field(polled, "status")
             if status == "Ready":
                 break
@@ -146,8 +163,8 @@ class FireworksImages:
         sample = result.get("sample") if isinstance(result, dict) else None
         if not isinstance(sample, str) or not sample.startswith(("http://", "https://")):
             raise ProviderRejected("Fireworks said Ready but gave no image URL")
-        image = await self.client.get(sample)  # a signed URL: no Authorization
-        _raise_for_status(image, self.config.api_key)
+        image = await self._call("download", "GET", sample)  # a signed URL: no Authorization
+        _raise_for_status(image)
         return self._image(image.content, image.headers, request, request_id)
 
     def _image(
@@ -168,14 +185,10 @@ class FireworksImages:
         )
 
 
-def _raise_for_status(response: httpx.Response, api_key: str | None) -> None:
-    """Refuse a non-2xx answer: our words for clients, Fireworks' (redacted) for the log."""
+def _raise_for_status(response: httpx.Response) -> None:
+    """Refuse a non-2xx answer: our words for clients (Fireworks' words, redacted, are in
+    the ``provider.call`` event)."""
     if not response.is_success:
-        log.warning(
-            "Fireworks answered HTTP %d: %s",
-            response.status_code,
-            redact(_message(response), api_key),
-        )
         raise ProviderRejected(f"Fireworks answered HTTP {response.status_code}")
 
 

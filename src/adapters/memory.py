@@ -279,6 +279,10 @@ class _Queue:
         now = self.s.queues.get(provider, QueueCounts(0, 0))
         self.s.queues[provider] = QueueCounts(now.running + running, now.waiting + waiting)
 
+    async def peek(self, provider: Provider) -> QueueCounts:
+        # a read-only unit of work holds a copy of what was committed when it began
+        return self.s.queues.get(provider, QueueCounts(0, 0))
+
 
 @define
 class _Settings:

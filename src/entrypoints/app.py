@@ -6,17 +6,19 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
+import structlog
 from attrs import define
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mjcore import events
 from mjcore.services import tasks
 from mjcore.services.tasks import Deadlines
 from mjcore.tasks import Provider
@@ -27,6 +29,8 @@ from .http import Doc, Operation, app_services
 from .image_api import image_routes
 from .image_schema import Error
 from .listener import run_listener
+from .logs import request_id
+from .metrics import Metrics, counting, metrics_route
 from .openapi import openapi_document
 from .readiness import readiness_route
 from .schema import Schema
@@ -64,57 +68,84 @@ async def image(request: Request) -> Response:
     return FileResponse(found.path, media_type=found.content_type, headers=IMAGE_HEADERS)
 
 
-def printable(text: str) -> str:
-    """``text`` safe for a log line: control and other unprintable characters (CR, LF, ESC,
-    U+2028…) and ``%`` itself percent-encoded, so a path cannot forge lines or colours."""
-    if text.isprintable() and "%" not in text:
-        return text
-    return "".join(
-        c
-        if c.isprintable() and c != "%"
-        else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
-        for c in text
-    )
-
-
 class AccessLog:
-    """Method, path, status, time. Never the query string or headers: they carry secrets."""
+    """Gives each request its id, logs it as ``http.request`` (method, path, route,
+    status, time) and counts it in the metrics by route template.
 
-    def __init__(self, app: ASGIApp) -> None:
+    The id is the client's ``X-Request-ID`` when valid, else a fresh one; it is sent back
+    in the answer's ``X-Request-ID`` and is in every log line written while the request
+    runs. Never the query string or headers: they carry secrets.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, templates: Mapping[int, str]) -> None:
         self.app = app
+        self.metrics = metrics
+        self.templates = templates
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not access_log.isEnabledFor(logging.INFO):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
+        rid = request_id(given.decode("latin-1"))
         started = time.perf_counter()
         status = 500
 
-        async def remember(message: Message) -> None:
+        async def answer(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                headers = [*message.get("headers", ()), (b"x-request-id", rid.encode())]
+                message = {**message, "headers": headers}
             await send(message)
 
-        try:
-            await self.app(scope, receive, remember)
-        finally:
-            elapsed = (time.perf_counter() - started) * 1000
-            method, path = printable(scope["method"]), printable(scope["path"])
-            access_log.info("%s %s %d %.1fms", method, path, status, elapsed)
+        with structlog.contextvars.bound_contextvars(request_id=rid):
+            self.metrics.http_in_progress.inc()
+            try:
+                await self.app(scope, receive, answer)
+            finally:
+                self.metrics.http_in_progress.dec()
+                elapsed = time.perf_counter() - started
+                route = self.templates.get(id(scope.get("route")), "unmatched")
+                self.metrics.request_done(scope["method"], route, status, elapsed)
+                access_log.info(
+                    "http.request",
+                    extra={
+                        "method": scope["method"],  # escaped when rendered (entrypoints.logs)
+                        "path": scope["path"],
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 1),
+                    },
+                )
+
+
+def route_templates(routes: Iterable[BaseRoute], prefix: str = "") -> dict[int, str]:
+    """Each route's path template (``/v1/api/trigger/task/{task_id}``), by the route's id:
+    what the metrics label a request with, never its raw path."""
+    templates: dict[int, str] = {}
+    for route in routes:
+        if isinstance(route, Mount):
+            templates[id(route)] = f"{prefix}{route.path}/{{path}}"
+            templates |= route_templates(route.routes, prefix + route.path)
+        elif isinstance(route, Route):
+            templates[id(route)] = prefix + route.path
+    return templates
 
 
 async def sweep(services: AppServices) -> None:
     """Settle what cannot end by itself: timed-out Midjourney jobs (refunded; waiting
     ones start) and Fireworks jobs a crashed server left unfinished."""
-    await services.midjourney.sweep()
+    midjourney = await services.midjourney.sweep()
     core = services.core
     # a live server ends its own Fireworks job within the timeout; twice that is a crash
     crashed = Deadlines(
         2 * core.settings.fireworks_timeout_s, 2 * core.settings.fireworks_timeout_s
     )
-    await tasks.fail_stale(core.store, core.clock, Provider.FIREWORKS, crashed)
+    fireworks = await tasks.fail_stale(core.store, core.clock, Provider.FIREWORKS, crashed)
     await services.keys.purge()  # Idempotency-Keys past their day
+    level = logging.INFO if midjourney or fireworks else logging.DEBUG
+    events.emit(log, level, "sweep.done", midjourney=midjourney, fireworks=fireworks)
 
 
 async def _every(interval: float, work: Callable[[], Awaitable[object]], what: str) -> None:
@@ -126,7 +157,7 @@ async def _every(interval: float, work: Callable[[], Awaitable[object]], what: s
             current = asyncio.current_task()
             if current is not None and current.cancelling():  # stopping: stop, whatever
                 raise asyncio.CancelledError from exc  # the driver raised on the way out
-            log.exception("%s failed; retrying in %.1fs", what, interval)
+            log.exception(f"{what}.failed", extra={"retry_in_s": interval})
             busy = False
         if not busy:
             await asyncio.sleep(interval)
@@ -135,34 +166,38 @@ async def _every(interval: float, work: Callable[[], Awaitable[object]], what: s
 def create_app(settings: Settings, *, services: AppServices | None = None) -> Starlette:
     """Build the app. With ``services`` given (tests, embedding) the lifespan uses them."""
 
+    metrics = Metrics.create()
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own = services is None
-        running = services if services is not None else await bootstrap_app(settings)
-        app.state.services = running
-        background = [
-            asyncio.create_task(
-                _every(settings.mj_sweep_interval_s, lambda: sweep(running), "the sweep")
-            ),
-            asyncio.create_task(
-                _every(settings.webhook_interval_s, running.webhooks.deliver_due, "webhooks")
-            ),
-        ]
-        if running.providers.listener:
-            background.append(asyncio.create_task(run_listener(running)))
-        try:
-            yield
-        finally:
-            for task in background:
-                task.cancel()
-                with suppress(asyncio.CancelledError):
-                    await task
-            if own:
-                await running.aclose()
+        with counting(metrics):
+            running = services if services is not None else await bootstrap_app(settings)
+            app.state.services = running
+            background = [
+                asyncio.create_task(
+                    _every(settings.mj_sweep_interval_s, lambda: sweep(running), "sweep")
+                ),
+                asyncio.create_task(
+                    _every(settings.webhook_interval_s, running.webhooks.deliver_due, "webhooks")
+                ),
+            ]
+            if running.providers.listener:
+                background.append(asyncio.create_task(run_listener(running)))
+            try:
+                yield
+            finally:
+                for task in background:
+                    task.cancel()
+                    with suppress(asyncio.CancelledError):
+                        await task
+                if own:
+                    await running.aclose()
 
     app = Starlette(routes=app_routes(), lifespan=lifespan)
     app.state.openapi = openapi_document(app.routes, settings.public_url)  # built once
-    app.add_middleware(AccessLog)
+    app.state.metrics = metrics
+    app.add_middleware(AccessLog, metrics=metrics, templates=route_templates(app.routes))
     return app
 
 
@@ -182,6 +217,7 @@ def app_routes() -> list[BaseRoute]:
         Operation("/openapi.json", openapi, "GET", Doc("This document", {200: None})),
         Operation("/healthz", healthz, "GET", Doc("Database answers", {200: Health, 503: Health})),
         readiness_route(),
+        metrics_route(),
         Operation(
             "/images/{name}",
             image,

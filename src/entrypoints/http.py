@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,12 +17,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from mjcore import events
 from mjcore.errors import InvalidInput
 from mjcore.idempotency import IDEMPOTENCY_KEY, Idempotency, KeyRecord
 from mjcore.services.idempotency import Claim
 from mjcore.services.jobs import JobOptions
 from mjcore.webhooks import Hook
 
+from .ratelimit import RateLimited, client_address
 from .schema import BadRequest, Schema, make_converter, structure
 
 if TYPE_CHECKING:
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 log = logging.getLogger("mjcore.http")
+auth_log = logging.getLogger("mjcore.auth")
 Handler = Callable[[Request], Awaitable[Response]]
 QUERY = make_converter(lenient=True)  # query strings are text: "20" is 20
 OUT = cattrs.Converter()
@@ -70,8 +74,11 @@ def guarded(
             except Exception as exc:
                 known = on_error(exc)
                 if known is None:
-                    log.error("unexpected error", exc_info=exc)
-                response = internal() if known is None else known
+                    log.error("http.unexpected_error", exc_info=exc)
+                    response = internal()
+                else:
+                    refused(request, exc, known.status_code)
+                    response = known
             claim: Claim | None = getattr(request.state, "claim", None)
             if claim is not None:  # the first answer to an Idempotency-Key, kept for retries
                 body = bytes(response.body).decode()
@@ -108,6 +115,25 @@ def replayed(record: KeyRecord) -> Response:
         media_type="application/json",
         headers={"Idempotent-Replayed": "true"},
     )
+
+
+def refused(request: Request, exc: Exception, status: int) -> None:
+    """Log a refusal operators watch for: ``auth.failed`` (401/403; the reason is the
+    error's name, never the credential) and ``ratelimit.refused``, with the client's
+    address."""
+    if isinstance(exc, RateLimited):
+        fields: dict[str, Any] = {"rule": exc.rule, "retry_after_s": exc.retry_after}
+        events.emit(log, logging.INFO, "ratelimit.refused", **fields, **_who(request))
+    elif status in (401, 403):
+        reason = _SNAKE.sub("_", type(exc).__name__).lower()
+        events.emit(auth_log, logging.INFO, "auth.failed", reason=reason, **_who(request))
+
+
+_SNAKE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def _who(request: Request) -> dict[str, Any]:
+    return {"client": client_address(request), "path": request.url.path}
 
 
 def app_services(request: Request) -> AppServices:

@@ -44,13 +44,15 @@ async def run_listener(services: AppServices) -> None:
             try:
                 held = await lease.hold()
             except Exception:  # the database is away: nobody can be sure, so stand down
-                log.exception("could not renew the listener lease")
+                log.exception("listener.lease", extra={"change": "error", "lease": lease.name})
                 held = False
             if held and (running is None or running.done()):
-                log.info("listener lease %s held by %s: connecting", lease.name, lease.holder)
+                fields = {"change": "acquired", "lease": lease.name, "holder": lease.holder}
+                log.info("listener.lease", extra=fields)
                 running = asyncio.create_task(listener.run())
             elif not held and running is not None:
-                log.info("listener lease %s lost: standing by", lease.name)
+                fields = {"change": "lost", "lease": lease.name, "holder": lease.holder}
+                log.info("listener.lease", extra=fields)
                 await _stop(listener, running)
                 running = None
             await asyncio.sleep(settings.listener_lease_s / 4)

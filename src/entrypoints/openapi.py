@@ -23,6 +23,11 @@ SECURITY_SCHEMES: Schema = {
     "jwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
     "admin": {"type": "http", "scheme": "basic"},
     "callbackSecret": {"type": "apiKey", "in": "query", "name": "secret"},
+    "metricsToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "MJCORE_METRICS_TOKEN; without it set, /metrics is open",
+    },
 }
 _PATH_PARAM = re.compile(r"{(\w+)(?::\w+)?}")
 

@@ -37,9 +37,10 @@ KEY_PREFIX = "mjcore"
 class RateLimited(Exception):
     """Over a rate limit; the surface answers 429 with ``Retry-After``."""
 
-    def __init__(self, retry_after: int) -> None:
+    def __init__(self, retry_after: int, rule: str = "") -> None:
         super().__init__(f"too many requests; retry in {retry_after} s")
         self.retry_after = retry_after
+        self.rule = rule  # which limit (Rule's value)
 
 
 class RateLimitStorageUnavailable(Exception):
@@ -120,9 +121,10 @@ class RateLimits:
                 return
             stats = await self.limiter.get_window_stats(item, rule.value, key)
         except StorageError as exc:  # fail open: a storage outage must not lock everyone out
-            log.warning("rate-limit storage failed (%s); %s not limited", exc.storage_error, rule)
+            error = str(exc.storage_error)
+            log.warning("ratelimit.storage_failed", extra={"rule": rule.value, "error": error})
             return
-        raise RateLimited(max(1, math.ceil(stats.reset_time - time.time())))
+        raise RateLimited(max(1, math.ceil(stats.reset_time - time.time())), rule.value)
 
     async def login(self, address: str, user_name: str) -> None:
         """Every login attempt counts, per address and per name (each costs a scrypt)."""

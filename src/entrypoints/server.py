@@ -4,34 +4,45 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import shutil
 import signal
 import sys
-from contextlib import suppress
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
 
 from .bootstrap import StoreUnavailable, check_driver, providers, redacted_url, version
+from .logs import configure_logging, logging_config
+from .metrics import MULTIPROCESS_DIR, bury_dead_workers, pid_alive, prepare_directory
 from .settings import Settings
 
-
-def _logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+log = logging.getLogger("mjcore.server")
+BURY_INTERVAL_S = 2.0
 
 
-def startup_line(settings: Settings, host: str, port: int, workers: int) -> str:
-    """What ``serve`` says once at start-up: where, on what store, with which providers."""
+def startup_fields(settings: Settings, host: str, port: int, workers: int) -> dict[str, Any]:
+    """What ``serve`` says once at start-up (``serve.start``): where, on what store, with
+    which providers."""
     p = providers(settings)
     admin = bool(settings.admin_username and settings.admin_password)
 
     def on(flag: bool) -> str:
         return "on" if flag else "off"
 
-    return (
-        f"mjcore {version()} serving http://{host}:{port}"
-        f" store={redacted_url(settings.database_url)}"
-        f" midjourney={on(p.midjourney)} fireworks={on(p.fireworks)} listener={on(p.listener)}"
-        f" admin={on(admin)} workers={workers}"
-    )
+    return {
+        "version": version(),
+        "url": f"http://{host}:{port}",
+        "store": redacted_url(settings.database_url),
+        "midjourney": on(p.midjourney),
+        "fireworks": on(p.fireworks),
+        "listener": on(p.listener),
+        "admin": on(admin),
+        "workers": workers,
+    }
 
 
 def serve(
@@ -48,26 +59,62 @@ def serve(
     except StoreUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    _logging(settings)
-    print(startup_line(settings, host, port, workers), flush=True)
-    uvicorn.run(
-        "entrypoints.app:create_app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=settings.log_level.lower(),
-        proxy_headers=True,  # X-Forwarded-For from --forwarded-allow-ips peers only
-        forwarded_allow_ips=forwarded_allow_ips,  # None: uvicorn's default (127.0.0.1)
-        access_log=False,  # ours (entrypoints.app.AccessLog) leaves out query strings
-        # against slowloris: a bounded number of connections (more get 503), idle kept-alive
-        # ones closed, request heads bounded in time and size (entrypoints.protocol)
-        http="entrypoints.protocol:GuardedHttpToolsProtocol",
-        limit_concurrency=settings.max_connections,
-        timeout_keep_alive=settings.keepalive_s,
-        h11_max_incomplete_event_size=settings.max_header_bytes,  # if h11 is ever chosen
-    )
+    configure_logging(settings)
+    with multiprocess_metrics(workers) as metrics_dir:
+        fields = startup_fields(settings, host, port, workers)
+        log.info("serve.start", extra=fields | {"metrics_dir": metrics_dir and str(metrics_dir)})
+        uvicorn.run(
+            "entrypoints.app:create_app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=logging_config(settings),  # applied in every worker too
+            log_level=settings.log_level.lower(),
+            proxy_headers=True,  # X-Forwarded-For from --forwarded-allow-ips peers only
+            forwarded_allow_ips=forwarded_allow_ips,  # None: uvicorn's default (127.0.0.1)
+            access_log=False,  # ours (entrypoints.app.AccessLog) leaves out query strings
+            # against slowloris: a bounded number of connections (more get 503), idle
+            # kept-alive ones closed, request heads bounded in time and size
+            # (entrypoints.protocol)
+            http="entrypoints.protocol:GuardedHttpToolsProtocol",
+            limit_concurrency=settings.max_connections,
+            timeout_keep_alive=settings.keepalive_s,
+            h11_max_incomplete_event_size=settings.max_header_bytes,  # if h11 is ever chosen
+        )
     return 0
+
+
+@contextmanager
+def multiprocess_metrics(workers: int) -> Iterator[Path | None]:
+    """prometheus-client's multiprocess mode for ``--workers N`` (N > 1), or whenever
+    ``PROMETHEUS_MULTIPROC_DIR`` is set: the directory emptied of an earlier run's files
+    (a temporary one, removed at the end, unless given), and a watcher that lets the live
+    gauges forget workers that died."""
+    given = os.environ.get(MULTIPROCESS_DIR)
+    if not given and workers <= 1:
+        yield None
+        return
+    path = Path(given) if given else Path(tempfile.mkdtemp(prefix="mjcore-metrics-"))
+    prepare_directory(path)
+    os.environ[MULTIPROCESS_DIR] = str(path)  # the workers, spawned later, inherit it
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(BURY_INTERVAL_S):
+            for pid in bury_dead_workers(path, pid_alive):
+                log.info("metrics.worker_gone", extra={"worker_pid": pid})
+
+    watcher = threading.Thread(target=watch, name="mjcore-metrics-watch", daemon=True)
+    watcher.start()
+    try:
+        yield path
+    finally:
+        stop.set()
+        watcher.join(timeout=5)
+        if not given:
+            os.environ.pop(MULTIPROCESS_DIR, None)
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def listen(settings: Settings) -> int:
@@ -78,7 +125,7 @@ def listen(settings: Settings) -> int:
             file=sys.stderr,
         )
         return 1
-    _logging(settings)
+    configure_logging(settings)
     asyncio.run(_listen(settings))
     return 0
 

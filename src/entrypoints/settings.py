@@ -125,6 +125,8 @@ class Settings:
     fireworks_timeout_s: float = 120.0
     prices: Prices = field(factory=Prices)
     log_level: str = "INFO"
+    log_format: str = "auto"  # json, console, or auto: console on a terminal, else JSON
+    metrics_token: str | None = field(default=None, repr=False)  # GET /metrics wants it
 
     @property
     def banned(self) -> tuple[str, ...]:
@@ -202,6 +204,8 @@ class Settings:
             "fireworks_timeout_s": reader.get("FIREWORKS_TIMEOUT_S", _seconds),
             "prices": reader.get("PRICES", _prices),
             "log_level": reader.get("LOG_LEVEL", _log_level),
+            "log_format": reader.get("LOG_FORMAT", _log_format),
+            "metrics_token": reader.get("METRICS_TOKEN", _text),
         }
         if reader.problems:
             raise SettingsError(reader.problems)
@@ -429,3 +433,9 @@ def _log_level(raw: str) -> str:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
     return level
+
+
+def _log_format(raw: str) -> str:
+    if raw.lower() not in ("auto", "json", "console"):
+        raise ValueError("must be json, console or auto")
+    return raw.lower()

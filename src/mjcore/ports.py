@@ -190,6 +190,10 @@ class QueueRepository(Protocol):
     async def change(self, provider: Provider, *, running: int = 0, waiting: int = 0) -> None:
         """Move the counters, in the same transaction as the task changes they count."""
 
+    async def peek(self, provider: Provider) -> QueueCounts:
+        """The counters as last committed, without locking or waiting for the lock
+        (reports and metrics; never a basis for admitting a job)."""
+
 
 class SettingRepository(Protocol):
     """Small named values the service keeps for itself (e.g. a generated JWT secret)."""

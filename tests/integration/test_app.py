@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from importlib import metadata
@@ -58,11 +59,25 @@ def test_mjcore_serve_migrates_then_serves_on_sqlite(tmp_path: Path) -> None:
         response = httpx.get(f"{served.url}/healthz")
 
     assert response.json() == {"status": "ok"}
-    said = [line for line in served.log.read_text().splitlines() if " serving " in line]
-    assert said == [
-        f"mjcore {metadata.version('mjcore')} serving {served.url} store=sqlite:///./mjcore.db"
-        " midjourney=off fireworks=off listener=off admin=off workers=1"
-    ]
+    lines = [json.loads(line) for line in served.log.read_text().splitlines()]  # JSON: no tty
+    [said] = [line for line in lines if line["event"] == "serve.start"]
+    assert said | {"timestamp": "t", "pid": 1} == {
+        "event": "serve.start",
+        "level": "info",
+        "logger": "mjcore.server",
+        "version": metadata.version("mjcore"),
+        "url": served.url,
+        "store": "sqlite:///./mjcore.db",
+        "midjourney": "off",
+        "fireworks": "off",
+        "listener": "off",
+        "admin": "off",
+        "workers": 1,
+        "metrics_dir": None,
+        "timestamp": "t",
+        "pid": 1,
+    }
+    assert any(line["logger"] == "uvicorn.error" for line in lines)  # uvicorn's, as JSON
     with sqlite3.connect(tmp_path / "mjcore.db") as db:
         versions = [row[0] for row in db.execute("SELECT version FROM schema_version")]
     assert versions and versions[0] == 1

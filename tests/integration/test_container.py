@@ -288,7 +288,7 @@ def test_the_dockerfile_steps_build_an_image_that_becomes_ready(
         assert database.stat().st_uid == NOBODY
     said = log.read_text()
     assert "Traceback" not in said
-    assert f"store=sqlite:///{built.home}/mjcore.db" in said
+    assert f'"store": "sqlite:///{built.home}/mjcore.db"' in said  # serve.start, as JSON
 
 
 def _wait_ready(url: str, server: subprocess.Popen[bytes], log: Path) -> Any:

@@ -18,6 +18,7 @@ import httpx
 import jwt
 import pytest
 
+from entrypoints import logs
 from entrypoints.bootstrap import open_store
 from mjcore.clock import system_clock
 from mjcore.ledger import EntryKind
@@ -55,7 +56,7 @@ class _Everything(logging.Handler):
 @pytest.fixture(scope="module")
 def logged() -> Iterator[list[str]]:
     handler, root = _Everything(), logging.getLogger()
-    handler.setFormatter(logging.Formatter("%(name)s %(message)s %(exc_text)s"))
+    handler.setFormatter(logs.formatter("json"))  # every field, as the server prints them
     level = root.level
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
@@ -552,6 +553,6 @@ async def test_kontext_models_are_submitted_and_polled(
 
 def test_no_secret_ever_reached_the_log(logged: list[str]) -> None:
     log = "\n".join(logged)
-    assert "POST /api/login 200" in log  # the log is on, and it logged the logins
+    assert '"path": "/api/login", "route": "/api/login", "status": 200' in log  # logins logged
     leaked = [s for s in SECRETS if s in log]
     assert len(SECRETS) > 5 and leaked == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -19,6 +20,7 @@ from entrypoints.settings import Settings
 from ..e2e import new_user
 from ..fakes.images import png
 from ..inprocess import BASE_URL, in_process
+from ..support import rendered
 
 
 async def test_finding_15_access_log_escapes_control_characters_in_the_path(
@@ -28,10 +30,13 @@ async def test_finding_15_access_log_escapes_control_characters_in_the_path(
     async with in_process({}, tmp_path) as app:
         await app.client.get("/images/x%0d%0aGET /forged 200%1b[31m%e2%80%a8end")
 
-    [line] = [r.getMessage() for r in caplog.records if r.name == "mjcore.access"]
-    assert line.isprintable(), repr(line)  # no CR, LF, ESC, U+2028: one line, no colours
-    assert "/images/x%0D%0AGET /forged 200%1B[31m%E2%80%A8end" in line
-    assert line.endswith("ms") and " 404 " in line
+    [record] = [r for r in caplog.records if r.name == "mjcore.access"]
+    text, json_line = rendered([record], "console"), rendered([record], "json")
+    for line in (text, json_line):
+        assert line.isprintable(), repr(line)  # no CR, LF, ESC, U+2028: one line, no colours
+    assert "/images/x%0D%0AGET /forged 200%1B[31m%E2%80%A8end" in text
+    assert json.loads(json_line)["path"] == "/images/x\r\nGET /forged 200\x1b[31m\u2028end"
+    assert record.__dict__["status"] == 404 and record.__dict__["route"] == "unmatched"
 
 
 MiB = 1024 * 1024

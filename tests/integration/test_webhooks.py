@@ -168,6 +168,13 @@ async def test_a_receiver_failing_three_times_gets_each_event_once_signed_and_th
             )
         stamp = int(request.headers["webhook-timestamp"])
         assert abs(stamp - datetime.now(UTC).timestamp()) < 300
+    scraped = (await app.client.get("/metrics")).text
+    assert _counted(scraped, "retry") >= 9 and _counted(scraped, "delivered") >= 3
+
+
+def _counted(scraped: str, outcome: str) -> float:
+    line = f'mjcore_webhook_deliveries_total{{outcome="{outcome}"}} '
+    return sum(float(x.removeprefix(line)) for x in scraped.splitlines() if x.startswith(line))
 
 
 async def test_yokonsan_callback_url_gets_start_progress_and_end_of_every_task(

@@ -14,6 +14,8 @@ from mjcore.errors import ProviderRejected, ProviderUnavailable, SubmissionUncer
 from mjcore.midjourney import MjAction
 from mjcore.tasks import Provider, Task
 
+from ..support import rendered
+
 CONFIG = DiscordConfig(
     api_url="https://discord.test/api/v9",
     user_token="tok",
@@ -228,5 +230,6 @@ async def test_finding_16_discords_words_are_logged_without_the_token_and_not_sh
         await _provider(transport, user_token=token).submit(_task(MjAction.IMAGINE))
 
     assert str(refused.value) == "Discord refused the request: HTTP 400"
-    logged = " ".join(r.getMessage() for r in caplog.records if r.name == "mjcore.discord")
+    logged = rendered(r for r in caplog.records if r.name == "mjcore.discord")
     assert "Invalid Form Body" in logged and token not in logged
+    assert '"status": 400' in logged and '"operation": "interaction"' in logged

@@ -71,4 +71,5 @@ async def test_a_storage_outage_lets_requests_through_and_says_so(
     limits = RateLimits(_Broken(), {Rule.LOGIN_NAME: object()})  # type: ignore[arg-type,dict-item]
     with caplog.at_level(logging.WARNING, logger="mjcore.ratelimit"):
         await limits.hit(Rule.LOGIN_NAME, "alice")
-    assert "redis is down" in caplog.text
+    [record] = [r for r in caplog.records if r.getMessage() == "ratelimit.storage_failed"]
+    assert "redis is down" in record.__dict__["error"]

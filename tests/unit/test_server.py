@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from entrypoints.server import startup_line
+from entrypoints.server import startup_fields
 from entrypoints.settings import Settings
 
 
-def test_the_startup_line_names_store_providers_admin_and_workers_without_secrets() -> None:
+def test_the_startup_event_names_store_providers_admin_and_workers_without_secrets() -> None:
     settings = Settings(
         database_url="postgresql://mjcore:s3cret-pw@db:5432/mjcore",
         discord_user_token="user-token",
@@ -18,11 +18,17 @@ def test_the_startup_line_names_store_providers_admin_and_workers_without_secret
         admin_password="admin-password",
     )
 
-    line = startup_line(settings, "0.0.0.0", 8086, 4)
+    fields = startup_fields(settings, "0.0.0.0", 8086, 4)
 
-    assert line.endswith(
-        "serving http://0.0.0.0:8086 store=postgresql://mjcore:***@db:5432/mjcore"
-        " midjourney=on fireworks=on listener=on admin=on workers=4"
-    )
+    assert fields | {"version": "x"} == {
+        "version": "x",
+        "url": "http://0.0.0.0:8086",
+        "store": "postgresql://mjcore:***@db:5432/mjcore",
+        "midjourney": "on",
+        "fireworks": "on",
+        "listener": "on",
+        "admin": "on",
+        "workers": 4,
+    }
     for secret in ("s3cret-pw", "user-token", "bot-token", "fw-key", "admin-password"):
-        assert secret not in line
+        assert secret not in str(fields)

@@ -79,6 +79,7 @@ def test_prices_as_json() -> None:
         ("MJCORE_PRICES", "imagine"),
         ("MJCORE_PRICES", "[1, 2]"),
         ("MJCORE_LOG_LEVEL", "LOUD"),
+        ("MJCORE_LOG_FORMAT", "xml"),
         ("CONCUR_SIZE", "many"),
     ],
 )
@@ -96,6 +97,14 @@ def test_every_bad_value_is_reported_and_secrets_are_not_echoed() -> None:
     lines = str(caught.value).splitlines()
     assert [line.split(":")[0] for line in lines] == ["MJCORE_JWT_SECRET", "MJCORE_MJ_CONCURRENCY"]
     assert "short-secret" not in str(caught.value)
+
+
+def test_log_format_and_metrics_token() -> None:
+    default = Settings.from_env({})
+    chosen = Settings.from_env({"MJCORE_LOG_FORMAT": "Console", "MJCORE_METRICS_TOKEN": "t0k"})
+    assert (default.log_format, default.metrics_token) == ("auto", None)
+    assert (chosen.log_format, chosen.metrics_token) == ("console", "t0k")
+    assert "t0k" not in repr(chosen)
 
 
 def test_secrets_are_not_in_the_repr() -> None:

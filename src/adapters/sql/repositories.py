@@ -494,6 +494,14 @@ class SqlQueue:
             name=provider,
         )
 
+    async def peek(self, provider: Provider) -> QueueCounts:
+        row = await self.db.one(
+            "SELECT running, waiting FROM provider_queue WHERE name = :name", name=provider
+        )
+        if row is None:  # a provider without a queue has nothing in it
+            return QueueCounts(0, 0)
+        return QueueCounts(int(row["running"]), int(row["waiting"]))
+
 
 @frozen
 class SqlSettings:

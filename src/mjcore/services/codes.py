@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from .. import events
 from ..clock import Clock
 from ..codes import (
     CODE_COUNT,
@@ -90,6 +91,7 @@ async def redeem_code(
         await credits.grant(uow, account_id, found.credits, f"code:{code}", now)
         after = await uow.accounts.get(account_id)
         await uow.commit()
+    events.code_redeemed(account_id, found.credits)
     assert after is not None
     return Redemption(found.credits, after.credits)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from .. import events
 from ..errors import AccountNotFound, AccountUnavailable, InsufficientCredits
 from ..ledger import EntryKind, LedgerEntry
 from ..ports import UnitOfWork
@@ -72,4 +73,6 @@ async def _total(
 async def _entry(
     uow: UnitOfWork, account_id: int, delta: int, kind: EntryKind, ref: str, now: datetime
 ) -> None:
-    await uow.ledger.append(LedgerEntry(account_id, delta, kind, ref, now))
+    entry = LedgerEntry(account_id, delta, kind, ref, now)
+    await uow.ledger.append(entry)
+    events.ledger_entry(entry)

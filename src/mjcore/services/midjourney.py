@@ -293,7 +293,7 @@ class MidjourneyService:
             try:
                 await self.provider.submit(task)
             except SubmissionUncertain as exc:  # maybe at Discord: its events or the timeout end it
-                log.warning("task %s: %s", task.task_id, exc)
+                log.warning("task.uncertain", extra={"task_id": task.task_id, "detail": str(exc)})
                 outcome[task.task_id] = task
             except ProviderError as exc:
                 ending = await self._finish(task.task_id, Failure(str(exc), FailureKind.REFUSED))
@@ -456,7 +456,7 @@ class MidjourneyService:
                 return Handled.UNCHANGED  # a notice without an image is not the result
             first = event.attachments[0]
             if not self.mirror.trusted(first.url):  # file:, javascript:, a stranger's host
-                log.warning("task %s: a result from an untrusted URL, ignored", task.task_id)
+                log.warning("task.untrusted_result", extra={"task_id": task.task_id})
                 return Handled.UNCHANGED
             ending = await self._finish(
                 task.task_id,

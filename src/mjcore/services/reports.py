@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from attrs import define, frozen
@@ -23,6 +23,25 @@ from .tasks import PAGE_LIMIT
 async def stats(store: Store) -> Counts:
     async with store.unit_of_work(readonly=True) as uow:
         return await uow.stats.counts()
+
+
+@frozen
+class Observed:
+    """What the metrics report of the database: the totals and the queues' counters."""
+
+    counts: Counts
+    queues: Mapping[Provider, QueueCounts]
+
+
+QUEUED = (Provider.MIDJOURNEY,)  # the providers that have a queue
+
+
+async def observed(store: Store) -> Observed:
+    """Totals and queue counters as committed now, without taking any lock."""
+    async with store.unit_of_work(readonly=True) as uow:
+        counts = await uow.stats.counts()
+        queues = {provider: await uow.queue.peek(provider) for provider in QUEUED}
+    return Observed(counts, queues)
 
 
 @frozen

@@ -13,6 +13,7 @@ from typing import Any
 
 from attrs import evolve, frozen
 
+from .. import events
 from ..clock import Clock
 from ..errors import InvalidTransition, TaskNotFound
 from ..limits import Whole
@@ -83,6 +84,7 @@ async def open_in(uow: UnitOfWork, task: Task) -> None:
     reference = task_reference(task.task_id)
     await credits.debit(uow, task.account_id, task.cost, reference, task.created_at)
     await uow.tasks.add(task)
+    events.task_created(task)
 
 
 async def locked(uow: UnitOfWork, task_id: str) -> Task:
@@ -101,6 +103,7 @@ async def move_in(
     task = current.advance(to, now, **changes)
     if not await uow.tasks.save(task, expected=current.status):
         raise InvalidTransition(f"task {current.task_id} changed concurrently")
+    events.task_moved(current, task)
     await notify_in(uow, current, task, now)
     return task
 
@@ -122,6 +125,7 @@ async def end_in(
     task = current.advance(TaskStatus.FAILURE, now, fail_reason=failure.reason, result=result)
     if not await uow.tasks.save(task, expected=current.status):
         raise InvalidTransition(f"task {current.task_id} changed concurrently")
+    events.task_moved(current, task)
     if await refund_once(uow, task, now):
         task = evolve(task, refunded=True)
     await notify_in(uow, current, task, now)
@@ -159,6 +163,7 @@ async def refund_once(uow: UnitOfWork, task: Task, now: datetime) -> bool:
     if task.cost <= 0 or not await uow.tasks.mark_refunded(task.task_id):
         return False
     await credits.refund(uow, task.account_id, task.cost, task_reference(task.task_id), now)
+    events.task_refunded(task)
     return True
 
 

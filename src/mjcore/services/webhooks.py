@@ -9,12 +9,19 @@ from datetime import timedelta
 
 from attrs import define, field
 
+from .. import events
 from ..clock import Clock
 from ..ports import Store, WebhookSender
 from ..tasks import Task
 from ..webhooks import Delivery, DeliveryStatus, Outcome, RetryPolicy
 
 log = logging.getLogger("mjcore.webhooks")
+_OUTCOMES = {
+    DeliveryStatus.DELIVERED: "delivered",
+    DeliveryStatus.PENDING: "retry",
+    DeliveryStatus.DEAD: "failed",
+    DeliveryStatus.GONE: "gone",
+}
 Render = Callable[[Delivery, Task], str]
 """The body a hook receives for an event of a task (the edge knows the client's shapes)."""
 
@@ -70,15 +77,22 @@ class WebhookService:
                 delivery.id, delivery.attempts, outcome, status, next_at, now, payload
             )
             await uow.commit()
-        if status is not DeliveryStatus.DELIVERED:
-            log.info(
-                "webhook %s attempt %d to %s: %s",
-                delivery.webhook_id,
-                delivery.attempts,
-                delivery.url.split("?", 1)[0],
-                outcome.status or outcome.error,
-            )
+        events.webhook_delivery(
+            _OUTCOMES[status],
+            webhook_id=delivery.webhook_id,
+            task_id=delivery.task_id,
+            attempt=delivery.attempts,
+            host=_host(delivery.url),
+            status=outcome.status,
+            error=outcome.error,
+        )
         if not kept:  # taken again meanwhile (this attempt outlived its claim)
             log.warning(
                 "webhook %s: attempt %d came too late", delivery.webhook_id, delivery.attempts
             )
+
+
+def _host(url: str) -> str:
+    """Where a hook points, for the log: the host only (paths and queries may hold tokens)."""
+    rest = url.split("://", 1)[-1]
+    return rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
