@@ -31,6 +31,7 @@ TABLES = (
     "upload",
     "webhook_delivery",
     "idempotency_key",
+    "discord_account",
     "user_info",
 )
 # tables whose rows are part of the schema (seeded by migrations), never emptied

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import time
 from typing import Any
 
 import httpx
-from attrs import define, frozen
+from attrs import define, field, frozen
 
+from mjcore.discord_accounts import AccountRejected, DiscordAccount, Mode
 from mjcore.errors import (
     InvalidInput,
+    ProviderError,
     ProviderRejected,
     ProviderUnavailable,
     SubmissionUncertain,
@@ -30,10 +33,9 @@ DISCORD_EPOCH_MS = 1420070400000
 
 @frozen
 class DiscordConfig:
+    """What every account's requests share (each account brings its token and channel)."""
+
     api_url: str
-    user_token: str | None
-    guild_id: str | None
-    channel_id: str | None
     application_id: str
     imagine_id: str
     imagine_version: str
@@ -43,11 +45,6 @@ class DiscordConfig:
     retries: int = 2  # after a connection error, when nothing reached Discord
     max_rate_wait_s: float = 10.0  # the longest Retry-After we wait out; longer is a refusal
     rate_limit_retries: int = 3
-
-    @property
-    def configured(self) -> bool:
-        """Are the user token, guild and channel all given?"""
-        return bool(self.user_token and self.guild_id and self.channel_id)
 
 
 BUTTONS = {
@@ -100,30 +97,36 @@ def nonce() -> str:
 
 @define
 class DiscordMidjourney:
-    """:class:`mjcore.ports.MidjourneyProvider` over an injected ``httpx.AsyncClient``."""
+    """:class:`mjcore.ports.MidjourneyProvider` over an injected ``httpx.AsyncClient``, for
+    every account of the pool (each request carries its account's token and channel)."""
 
     client: httpx.AsyncClient
     config: DiscordConfig
+    _not_before: dict[str, float] = field(factory=dict, init=False)
+    """Per account: no request before this (monotonic) time, after Discord said 429."""
 
-    def _envelope(self, kind: int, data: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    def _envelope(
+        self, account: DiscordAccount, kind: int, data: dict[str, Any], **extra: Any
+    ) -> dict[str, Any]:
         c = self.config
         return {
             "type": kind,
             "application_id": c.application_id,
-            "guild_id": c.guild_id,
-            "channel_id": c.channel_id,
+            "guild_id": account.guild_id,
+            "channel_id": account.channel_id,
             "session_id": c.session_id,
             "nonce": nonce(),
             "data": data,
             **extra,
         }
 
-    def payload(self, task: Task) -> dict[str, Any]:
+    def payload(self, task: Task, account: DiscordAccount) -> dict[str, Any]:
         """The interaction for a task: a slash command or a button press."""
         c = self.config
         action = MjAction(task.action)
         if action is MjAction.IMAGINE:
-            text = discord_prompt(task.prompt, task.params.get("picurl"), task.trigger_id or "")
+            prompt = with_mode(task.prompt, account.mode)
+            text = discord_prompt(prompt, task.params.get("picurl"), task.trigger_id or "")
             option = {"type": OPTION_STRING, "name": "prompt", "value": text}
             data = {
                 "version": c.imagine_version,
@@ -133,7 +136,7 @@ class DiscordMidjourney:
                 "options": [option],
                 "attachments": [],
             }
-            return self._envelope(APPLICATION_COMMAND, data)
+            return self._envelope(account, APPLICATION_COMMAND, data)
         if action is MjAction.DESCRIBE:
             uploaded = task.params["upload_filename"]
             data = {
@@ -150,20 +153,30 @@ class DiscordMidjourney:
                     }
                 ],
             }
-            return self._envelope(APPLICATION_COMMAND, data)
+            return self._envelope(account, APPLICATION_COMMAND, data)
         data = {"component_type": BUTTON, "custom_id": custom_id(task)}
         return self._envelope(
-            MESSAGE_COMPONENT, data, message_flags=0, message_id=task.params["msg_id"]
+            account, MESSAGE_COMPONENT, data, message_flags=0, message_id=task.params["msg_id"]
         )
 
-    async def submit(self, task: Task) -> None:
+    async def submit(self, task: Task, account: DiscordAccount) -> None:
         url = f"{self.config.api_url}/interactions"
-        await self._send("interaction", "POST", url, json=self.payload(task))
+        await self._send(account, "interaction", "POST", url, json=self.payload(task, account))
 
-    async def upload(self, filename: str, data: bytes, content_type: str) -> Upload:
-        channel = self.config.channel_id
+    async def check(self, account: DiscordAccount) -> bool:
+        try:
+            await self._send(account, "me", "GET", f"{self.config.api_url}/users/@me")
+        except ProviderError:
+            return False
+        return True
+
+    async def upload(
+        self, account: DiscordAccount, filename: str, data: bytes, content_type: str
+    ) -> Upload:
+        channel = account.channel_id
         files = {"files": [{"filename": filename, "file_size": len(data), "id": "0"}]}
         answer = await self._send(
+            account,
             "attachments",
             "POST",
             f"{self.config.api_url}/channels/{channel}/attachments",
@@ -176,6 +189,7 @@ class DiscordMidjourney:
             raise ProviderRejected("Discord's upload answer was not understood") from exc
         # the bucket URL is pre-signed: no Authorization header
         await self._send(
+            account,
             "upload",
             "PUT",
             upload.upload_url,
@@ -185,8 +199,8 @@ class DiscordMidjourney:
         )
         return upload
 
-    async def send_message(self, upload_filename: str) -> str:
-        channel = self.config.channel_id
+    async def send_message(self, account: DiscordAccount, upload_filename: str) -> str:
+        channel = account.channel_id
         name = upload_filename.rsplit("/", 1)[-1]
         body = {
             "content": "",
@@ -196,32 +210,40 @@ class DiscordMidjourney:
             "sticker_ids": [],
             "attachments": [{"id": "0", "filename": name, "uploaded_filename": upload_filename}],
         }
-        answer = await self._send(
-            "message", "POST", f"{self.config.api_url}/channels/{channel}/messages", json=body
-        )
+        url = f"{self.config.api_url}/channels/{channel}/messages"
+        answer = await self._send(account, "message", "POST", url, json=body)
         try:
             return str(answer.json()["attachments"][0]["url"])
         except (ValueError, LookupError, TypeError) as exc:
             raise ProviderRejected("Discord's message answer has no attachment URL") from exc
 
     async def _send(
-        self, operation: str, method: str, url: str, *, auth: bool = True, **kwargs: Any
+        self,
+        account: DiscordAccount,
+        operation: str,
+        method: str,
+        url: str,
+        *,
+        auth: bool = True,
+        **kwargs: Any,
     ) -> httpx.Response:
         """One request, sent at most once as far as Discord could have seen it.
 
         A connection that never opened is retried ``retries`` times; a 429 is waited out
-        (``Retry-After``, bounded) and sent again, since Discord did not act on it. Anything
-        that may have reached Discord (a read timeout, a dropped connection after the body
-        went out) is not sent again: a second interaction would be a second job.
+        (``Retry-After``, bounded) and sent again, since Discord did not act on it, and
+        the account's other requests wait too (other accounts' do not). Anything that may
+        have reached Discord (a read timeout, a dropped connection after the body went out)
+        is not sent again: a second interaction would be a second job. 401 and 403 with
+        the account's token are :class:`AccountRejected`: the token is no good.
         """
         c = self.config
-        if not c.configured:
-            raise ProviderUnavailable("Discord is not configured")
+        token = account.user_token.reveal()
         headers = dict(kwargs.pop("headers", {}))
         if auth:
-            headers["Authorization"] = c.user_token
+            headers["Authorization"] = token
         failures = rate_limited = 0
         while True:
+            await self._wait_turn(account.name)
             try:
                 response = await call(
                     self.client,
@@ -229,7 +251,7 @@ class DiscordMidjourney:
                     operation,
                     method,
                     url,
-                    secret=c.user_token,
+                    secret=token,
                     headers=headers,
                     **kwargs,
                 )
@@ -245,12 +267,30 @@ class DiscordMidjourney:
                     f"no answer from Discord ({type(exc).__name__}); not sent again, since"
                     " Discord may have received it"
                 ) from exc
-            if response.status_code == 429 and rate_limited < c.rate_limit_retries:
+            if response.status_code == 429:
                 wait = retry_after(response)
-                if wait is not None and wait <= c.max_rate_wait_s:
-                    rate_limited += 1
-                    await asyncio.sleep(wait)
-                    continue
+                if wait is not None:  # the account's next requests wait too
+                    self._not_before[account.name] = time.monotonic() + wait
+                    if rate_limited < c.rate_limit_retries and wait <= c.max_rate_wait_s:
+                        rate_limited += 1
+                        continue
             if response.is_success:
                 return response
+            if auth and response.status_code in (401, 403):
+                raise AccountRejected(
+                    f"Discord refused account {account.name}'s token: HTTP {response.status_code}"
+                )
             raise ProviderRejected(f"Discord refused the request: HTTP {response.status_code}")
+
+    async def _wait_turn(self, account: str) -> None:
+        """Wait out the account's 429, if it has one (at most the longest wait we accept)."""
+        wait = self._not_before.get(account, 0) - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(min(wait, self.config.max_rate_wait_s))
+
+
+def with_mode(prompt: str, mode: Mode) -> str:
+    """The prompt with the account's speed (``--fast`` / ``--relax``) unless it names one."""
+    if mode is Mode.ANY or re.search(r"(?:^|\s)--(?:fast|relax|turbo)\b", prompt):
+        return prompt
+    return f"{prompt} --{mode.value}"

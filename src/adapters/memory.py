@@ -11,11 +11,13 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import Any
 
 from attrs import define, evolve, field
 
 from mjcore.accounts import Account
 from mjcore.codes import RedemptionCode
+from mjcore.discord_accounts import AccountNameTaken, DiscordAccount, Health
 from mjcore.errors import Conflict, UserNameTaken
 from mjcore.idempotency import KeyRecord, KeyState
 from mjcore.ledger import LedgerEntry, Tally, tally
@@ -39,6 +41,7 @@ class _State:
     uploads: dict[str, UploadRecord] = field(factory=dict)
     deliveries: dict[int, Delivery] = field(factory=dict)
     keys: dict[tuple[int, str], KeyRecord] = field(factory=dict)
+    discord_accounts: dict[str, DiscordAccount] = field(factory=dict)
 
     def copy(self) -> _State:
         return _State(
@@ -53,6 +56,7 @@ class _State:
             dict(self.uploads),
             dict(self.deliveries),
             dict(self.keys),
+            dict(self.discord_accounts),
         )
 
 
@@ -243,8 +247,24 @@ class _Tasks:
             if t.provider is provider and t.account_id == account_id and not t.status.terminal
         ][:limit]
 
-    async def next_waiting(self, provider: Provider) -> Task | None:
-        return next(iter(self._waiting(provider)), None)
+    async def next_waiting(self, provider: Provider, worker: str) -> Task | None:
+        return next((t for t in self._waiting(provider) if t.worker in (None, worker)), None)
+
+    async def count_waiting_for(self, provider: Provider, worker: str) -> int:
+        return sum(t.worker == worker for t in self._waiting(provider))
+
+    async def unfinished_on(self, provider: Provider, worker: str, limit: int) -> Sequence[Task]:
+        return [
+            t
+            for t in self.s.tasks.values()
+            if t.provider is provider and t.worker == worker and not t.status.terminal
+        ][:limit]
+
+    async def count_holding_by_worker(self, provider: Provider) -> Mapping[str, int]:
+        found = Counter(
+            t.worker for t in self.s.tasks.values() if t.provider is provider and t.holds_slot
+        )
+        return {worker: n for worker, n in found.items() if worker is not None}
 
     async def set_holds_slot(self, task_id: str, held: bool) -> bool:
         stored = self.s.tasks.get(task_id)
@@ -293,6 +313,78 @@ class _Settings:
 
     async def put_if_absent(self, name: str, value: str) -> str:
         return self.s.settings.setdefault(name, value)
+
+
+@define
+class _DiscordAccounts:
+    s: _State
+
+    async def list(self) -> Sequence[DiscordAccount]:
+        return [self.s.discord_accounts[name] for name in sorted(self.s.discord_accounts)]
+
+    async def get(self, name: str) -> DiscordAccount | None:
+        return self.s.discord_accounts.get(name)
+
+    async def add(self, account: DiscordAccount) -> None:
+        taken = account.name in self.s.discord_accounts or any(
+            a.channel_id == account.channel_id for a in self.s.discord_accounts.values()
+        )
+        if taken:
+            raise AccountNameTaken(f"an account named {account.name} or on its channel exists")
+        self.s.discord_accounts[account.name] = account
+
+    async def update(self, account: DiscordAccount) -> bool:
+        current = self.s.discord_accounts.get(account.name)
+        if current is None:
+            return False
+        self.s.discord_accounts[account.name] = evolve(
+            current,
+            guild_id=account.guild_id,
+            channel_id=account.channel_id,
+            user_token=account.user_token,
+            bot_token=account.bot_token,
+            concurrency=account.concurrency,
+            queue_size=account.queue_size,
+            mode=account.mode,
+        )
+        return True
+
+    def _change(self, name: str, **changes: Any) -> bool:
+        current = self.s.discord_accounts.get(name)
+        if current is None:
+            return False
+        self.s.discord_accounts[name] = evolve(current, **changes)
+        return True
+
+    async def set_enabled(self, name: str, enabled: bool) -> bool:
+        return self._change(name, enabled=enabled)
+
+    async def set_health(
+        self, name: str, health: Health, reason: str | None, error: str | None
+    ) -> bool:
+        current = self.s.discord_accounts.get(name)
+        last_error = error if error is not None else current and current.last_error
+        return self._change(name, health=health, health_reason=reason, last_error=last_error)
+
+    async def change_running(self, name: str, delta: int, now: datetime | None = None) -> None:
+        current = self.s.discord_accounts.get(name)
+        if current is None:
+            return
+        used = {"jobs": current.jobs + delta, "last_used_at": now} if delta > 0 else {}
+        self._change(name, running=current.running + delta, **used)
+
+    async def record_failure(self, name: str, error: str) -> int:
+        current = self.s.discord_accounts.get(name)
+        if current is None:
+            return 0
+        self._change(name, failures=current.failures + 1, last_error=error[:255])
+        return current.failures + 1
+
+    async def clear_failures(self, name: str) -> None:
+        self._change(name, failures=0)
+
+    async def remove(self, name: str) -> bool:
+        return self.s.discord_accounts.pop(name, None) is not None
 
 
 @define
@@ -469,6 +561,7 @@ class MemoryUnitOfWork:
     settings: _Settings = field(init=False)
     leases: _Leases = field(init=False)
     uploads: _Uploads = field(init=False)
+    discord_accounts: _DiscordAccounts = field(init=False)
     webhooks: _Webhooks = field(init=False)
     idempotency: _Idempotency = field(init=False)
     stats: _Stats = field(init=False)
@@ -485,6 +578,7 @@ class MemoryUnitOfWork:
         self.settings = _Settings(self._state)
         self.leases = _Leases(self._state)
         self.uploads = _Uploads(self._state)
+        self.discord_accounts = _DiscordAccounts(self._state)
         self.webhooks = _Webhooks(self._state)
         self.idempotency = _Idempotency(self._state)
         self.stats = _Stats(self._state)

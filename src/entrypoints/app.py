@@ -182,8 +182,12 @@ def create_app(settings: Settings, *, services: AppServices | None = None) -> St
                     _every(settings.webhook_interval_s, running.webhooks.deliver_due, "webhooks")
                 ),
             ]
-            if running.providers.listener:
-                background.append(asyncio.create_task(run_listener(running)))
+            # listens to the pool's channels that have a bot (none: it only looks, now and then)
+            background.append(asyncio.create_task(run_listener(running)))
+            if settings.mj_health_check_s:
+                check = running.midjourney.check_accounts
+                loop = _every(settings.mj_health_check_s, check, "pool.health_check")
+                background.append(asyncio.create_task(loop))
             try:
                 yield
             finally:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from attrs import define, field, frozen
 
 from mjcore.clock import Clock, system_clock
+from mjcore.discord_accounts import DiscordAccount
 from mjcore.passwords import Hasher
 from mjcore.ports import Store
 from mjcore.pricing import Prices
@@ -68,11 +70,13 @@ def sqlite_path(url: str) -> Path | None:
     return Path(url.removeprefix("sqlite:///")).absolute()
 
 
-async def open_store(url: str, pool_size: int = 10, *, create: bool = True) -> Store:
+async def open_store(
+    url: str, pool_size: int = 10, *, create: bool = True, account_key: str | None = None
+) -> Store:
     """Pick the store adapter by URL scheme; drivers are imported only when chosen.
 
     With ``create=False`` a SQLite file that does not exist is an error, not a new
-    empty database.
+    empty database. ``account_key`` seals Discord tokens (else a key the database keeps).
     """
     scheme = url.split("://", 1)[0]
     if scheme == "memory":
@@ -91,11 +95,11 @@ async def open_store(url: str, pool_size: int = 10, *, create: bool = True) -> S
                 f"no database at {path} (MJCORE_DATABASE_URL={url}); set"
                 " MJCORE_DATABASE_URL, or create it with `mjcore migrate`"
             )
-        return SqlStore(await open_sqlite(url, pool_size))
+        return SqlStore(await open_sqlite(url, pool_size), account_key)
     if scheme in ("mysql", "mariadb"):
         from adapters.sql.mysql import open_mysql
 
-        return SqlStore(await open_mysql(url, pool_size))
+        return SqlStore(await open_mysql(url, pool_size), account_key)
     if scheme in ("postgres", "postgresql"):
         from adapters.sql.postgres import open_postgres
 
@@ -140,7 +144,10 @@ async def bootstrap(
     if store is None:
         try:
             store = await open_store(
-                settings.database_url, settings.db_pool_size, create=not readonly
+                settings.database_url,
+                settings.db_pool_size,
+                create=not readonly,
+                account_key=settings.account_key,
             )
         except StoreUnavailable:
             raise
@@ -170,16 +177,15 @@ class Listener(Protocol):
     async def stop(self) -> None: ...
 
 
-def gateway_listener(services: AppServices) -> Listener:
-    """Our Discord listener for the configured channel (discord.py over the gateway)."""
+def gateway_listener(services: AppServices, channel_id: str, bot_token: str) -> Listener:
+    """Our Discord listener for one channel of the pool (discord.py over the gateway)."""
     from adapters.discord_gateway import GatewayConfig, GatewayListener, point_discord_py_at
 
     settings = services.core.settings
-    assert settings.discord_bot_token and settings.discord_channel_id
     point_discord_py_at(settings.discord_api_url, settings.discord_gateway_url)
     config = GatewayConfig(
-        bot_token=settings.discord_bot_token,
-        channel_id=settings.discord_channel_id,
+        bot_token=bot_token,
+        channel_id=channel_id,
         midjourney_id=settings.mj_application_id,
         deleted_grace_s=settings.listener_deleted_grace_s,
     )
@@ -248,9 +254,9 @@ class AppServices:
 class Providers:
     """Which providers the settings make usable (``/readyz``, the start-up line)."""
 
-    midjourney: bool  # Discord user token, guild and channel given
+    midjourney: bool  # a Discord account: from the settings, or in the pool
     fireworks: bool  # a Fireworks API key given
-    listener: bool  # our Discord listener runs in ``serve`` (bot token and channel given)
+    listener: bool  # our Discord listener runs in ``serve`` (a bot token for a channel)
 
 
 def discord_config(settings: Settings) -> DiscordConfig:
@@ -258,9 +264,6 @@ def discord_config(settings: Settings) -> DiscordConfig:
 
     return DiscordConfig(
         api_url=settings.discord_api_url,
-        user_token=settings.discord_user_token,
-        guild_id=settings.discord_guild_id,
-        channel_id=settings.discord_channel_id,
         application_id=settings.mj_application_id,
         imagine_id=settings.mj_imagine_id,
         imagine_version=settings.mj_imagine_version,
@@ -281,11 +284,35 @@ def fireworks_config(settings: Settings) -> FireworksConfig:
     )
 
 
-def providers(settings: Settings) -> Providers:
+def settings_account(settings: Settings) -> DiscordAccount | None:
+    """The pool's ``default`` account, if the ``MJCORE_DISCORD_*`` settings describe one."""
+    from mjcore.discord_accounts import DEFAULT_ACCOUNT, Secret
+
+    token, guild, channel = (
+        settings.discord_user_token,
+        settings.discord_guild_id,
+        settings.discord_channel_id,
+    )
+    if not (token and guild and channel):
+        return None
+    return DiscordAccount(
+        DEFAULT_ACCOUNT,
+        guild,
+        channel,
+        Secret(token),
+        concurrency=settings.mj_concurrency,
+        queue_size=settings.mj_queue_size,
+    )
+
+
+def providers(settings: Settings, pool: Sequence[DiscordAccount] = ()) -> Providers:
+    """What the settings (and, once the database is open, the pool) make usable."""
+    bot = settings.discord_bot_token
     return Providers(
-        midjourney=discord_config(settings).configured,
+        midjourney=settings_account(settings) is not None or bool(pool),
         fireworks=fireworks_config(settings).configured,
-        listener=bool(settings.discord_bot_token and settings.discord_channel_id),
+        listener=bool(bot and settings.discord_channel_id)
+        or any(a.bot_token is not None or bot for a in pool),
     )
 
 
@@ -366,9 +393,12 @@ async def bootstrap_app(
         ),
         banned_words=settings.banned,
         allowed_parameters=settings.mj_allowed_parameters,
-        available=discord.config.configured,
         extras=extras,
     )
+    default = settings_account(settings)
+    if default is not None:  # the settings' account joins the pool (or is kept up to date)
+        await midjourney.ensure_account(default)
+    pool = await midjourney.accounts()
     webhooks = WebhookService(
         core.store,
         clock,
@@ -396,7 +426,7 @@ async def bootstrap_app(
         ),
         admin=AdminService(core.store, clock),
         tokens=Tokens(jwt_secret, settings.jwt_ttl_s, clock),
-        providers=providers(settings),
+        providers=providers(settings, pool),
         limits=limits,
         keys=keys,
         webhooks=webhooks,

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mjcore.codes import CODE_EXPIRY_DAYS
+from mjcore.discord_accounts import Mode
 from mjcore.errors import InvalidAmount, MjcoreError
 from mjcore.limits import parse_whole
 from mjcore.services import accounts, tasks
@@ -22,6 +23,11 @@ from .commands import (
     EXIT_OK,
     Handler,
     Output,
+    accounts_add,
+    accounts_disable,
+    accounts_enable,
+    accounts_list,
+    accounts_remove,
     codes_create,
     codes_disable,
     codes_list,
@@ -247,6 +253,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("task_id", help="the task's id")
     sub.add_argument("--reason", default="failed by the operator", help="the fail_reason")
+
+    pool = group("accounts", "the pool of Discord accounts that run Midjourney jobs")
+    leaf(pool, "list", accounts_list, "every account and its state (never a token)", True)
+    sub = leaf(
+        pool,
+        "add",
+        accounts_add,
+        "add an account; its user token is read from stdin (and its bot's from the next line"
+        " with --bot-token), never from the command line",
+    )
+    sub.add_argument("name", help="a name for it (letters, digits, _ . -)")
+    sub.add_argument("--guild", required=True, help="the Discord server (guild) id")
+    sub.add_argument("--channel", required=True, help="the channel its jobs are sent in")
+    sub.add_argument(
+        "--concurrency", type=_amount, default=3, help="jobs at once (Midjourney plan: 3, 12)"
+    )
+    sub.add_argument(
+        "--queue-size", type=_amount, default=10, help="follow-ups that may wait for it"
+    )
+    sub.add_argument("--mode", choices=[m.value for m in Mode], default="any", help="speed")
+    sub.add_argument(
+        "--bot-token", action="store_true", help="a second stdin line is its listener's bot token"
+    )
+    for verb, handler, text in (
+        ("enable", accounts_enable, "put an account back in service (healthy again)"),
+        ("disable", accounts_disable, "take an account out of service: its jobs fail, refunded"),
+        ("remove", accounts_remove, "disable an account, then forget it"),
+    ):
+        leaf(pool, verb, handler, text).add_argument("name", help="the account's name")
 
     hook_verbs = group("webhooks", "client callbacks (the outbox)")
     sub = leaf(hook_verbs, "list", webhooks_list, "deliveries, newest first", readonly=True)

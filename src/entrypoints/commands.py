@@ -11,8 +11,9 @@ from typing import Any
 
 from mjcore.accounts import Account
 from mjcore.codes import RedemptionCode
+from mjcore.discord_accounts import DiscordAccount, Mode, Secret
 from mjcore.ledger import LedgerEntry
-from mjcore.services import accounts, codes, reports, tasks
+from mjcore.services import accounts, codes, midjourney, reports, tasks
 from mjcore.services.midjourney import fail_job
 from mjcore.tasks import Task, TaskStatus
 from mjcore.webhooks import Delivery, new_secret
@@ -235,6 +236,10 @@ async def ledger_verify(services: Services, args: argparse.Namespace) -> Output:
         else f"QUEUE MISMATCH {queue.provider}: counters {c.running} running, {c.waiting}"
         f" waiting; tasks {a.running} running, {a.waiting} waiting"
     )
+    lines.extend(
+        f"ACCOUNT MISMATCH {name}: counter {counted} running; tasks hold {held} slots"
+        for name, (counted, held) in sorted(queue.workers.items())
+    )
     ok = result.ok and queue.ok
     data = {
         "ok": ok,
@@ -242,6 +247,7 @@ async def ledger_verify(services: Services, args: argparse.Namespace) -> Output:
             "ok": queue.ok,
             "counters": {"running": c.running, "waiting": c.waiting},
             "tasks": {"running": a.running, "waiting": a.waiting},
+            "accounts": {n: {"counter": c_, "tasks": h} for n, (c_, h) in queue.workers.items()},
         },
         "accounts_checked": result.accounts_checked,
         "mismatches": [
@@ -405,3 +411,74 @@ async def webhooks_secret(services: Services, args: argparse.Namespace) -> Outpu
         services.store, "webhook_secret", new_secret()
     )
     return Output(secret, {"webhook_secret": secret})
+
+
+def _pool_account(account: DiscordAccount) -> dict[str, Any]:
+    """An account of the pool as the operator sees it: never a token."""
+    return {
+        "name": account.name,
+        "guild_id": account.guild_id,
+        "channel_id": account.channel_id,
+        "state": account.state,
+        "enabled": account.enabled,
+        "health": account.health.value,
+        "health_reason": account.health_reason,
+        "last_error": account.last_error,
+        "running": account.running,
+        "concurrency": account.concurrency,
+        "queue_size": account.queue_size,
+        "mode": account.mode.value,
+        "own_bot": account.bot_token is not None,
+        "jobs": account.jobs,
+        "failures": account.failures,
+        "last_used_at": _when(account.last_used_at),
+    }
+
+
+async def accounts_list(services: Services, args: argparse.Namespace) -> Output:
+    async with services.store.unit_of_work(readonly=True) as uow:
+        found = await uow.discord_accounts.list()
+    rows = [f"{'name':<20}  {'state':<9}  {'running':>7}  {'jobs':>6}  {'mode':<5}  why"]
+    rows.extend(
+        f"{a.name:<20}  {a.state:<9}  {f'{a.running}/{a.concurrency}':>7}  {a.jobs:>6}"
+        f"  {a.mode.value:<5}  {a.health_reason or a.last_error or ''}"
+        for a in found
+    )
+    return Output("\n".join(rows), [_pool_account(a) for a in found])
+
+
+async def accounts_add(services: Services, args: argparse.Namespace) -> Output:
+    user_token = sys.stdin.readline().strip()
+    bot_token = sys.stdin.readline().strip() if args.bot_token else ""
+    account = DiscordAccount(
+        args.name,
+        args.guild,
+        args.channel,
+        Secret(user_token),
+        Secret(bot_token) if bot_token else None,
+        concurrency=args.concurrency,
+        queue_size=args.queue_size,
+        mode=Mode(args.mode),
+    )
+    await midjourney.add_discord_account(services.store, services.clock, account)
+    added = await midjourney.discord_account(services.store, args.name)
+    return Output(f"account {added.name} added to the pool", _pool_account(added))
+
+
+async def accounts_enable(services: Services, args: argparse.Namespace) -> Output:
+    await midjourney.enable_discord_account(services.store, args.name)
+    account = await midjourney.discord_account(services.store, args.name)
+    return Output(f"account {account.name} is in service", _pool_account(account))
+
+
+async def accounts_disable(services: Services, args: argparse.Namespace) -> Output:
+    failed = await midjourney.disable_discord_account(services.store, services.clock, args.name)
+    account = await midjourney.discord_account(services.store, args.name)
+    text = f"account {account.name} is disabled; {failed} of its job(s) failed and refunded"
+    return Output(text, _pool_account(account) | {"failed_jobs": failed})
+
+
+async def accounts_remove(services: Services, args: argparse.Namespace) -> Output:
+    failed = await midjourney.remove_discord_account(services.store, services.clock, args.name)
+    text = f"account {args.name} removed; {failed} of its job(s) failed and refunded"
+    return Output(text, {"name": args.name, "failed_jobs": failed})

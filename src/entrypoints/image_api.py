@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from mjcore.accounts import Account
+from mjcore.discord_accounts import ACCOUNT_NAME, AccountNameTaken, DiscordAccount, Mode, Secret
 from mjcore.errors import (
     AccountUnavailable,
     BadCredentials,
@@ -46,12 +47,15 @@ from .http import (
 )
 from .image_schema import (
     CONVERTER,
+    AccountChangeOut,
     AdminRecordsQuery,
     AdminUsersQuery,
     CodesIn,
     CodesOut,
     DeliveriesOut,
     DeliveryOut,
+    DiscordAccountIn,
+    DiscordAccountsOut,
     Error,
     GeneratedOut,
     GenerateIn,
@@ -69,6 +73,7 @@ from .image_schema import (
     UsersOut,
     WebhooksQuery,
     delivery_view,
+    discord_account_view,
     record_view,
     user_view,
 )
@@ -109,6 +114,8 @@ def error_response(exc: Exception) -> Response | None:
             return _error(401, "用户名或密码错误 (wrong username or password)")
         case UserNameTaken():
             return _error(400, "用户名已存在 (username taken)")
+        case AccountNameTaken():
+            return _error(409, f"账号已存在 ({exc})")
         case CodeNotFound():
             return _error(400, "兑换码不存在 (unknown code)")
         case CodeAlreadyRedeemed():
@@ -292,6 +299,50 @@ async def admin_webhook_retry(request: Request) -> Response:
     return answer(delivery_view(delivery))
 
 
+async def admin_discord_accounts(request: Request) -> Response:
+    await check_admin(request)
+    found = await app_services(request).midjourney.accounts()
+    return answer(DiscordAccountsOut([discord_account_view(a) for a in found]))
+
+
+async def admin_discord_account_add(request: Request) -> Response:
+    await check_admin(request)
+    body = await body_as(request, CONVERTER, DiscordAccountIn)
+    account = DiscordAccount(
+        body.name,
+        body.guild_id,
+        body.channel_id,
+        Secret(body.user_token),
+        None if body.bot_token is None else Secret(body.bot_token),
+        concurrency=body.concurrency,
+        queue_size=body.queue_size,
+        mode=Mode(body.mode),
+    )
+    added = await app_services(request).midjourney.add_account(account)
+    return answer(AccountChangeOut(discord_account_view(added), 0))
+
+
+def admin_discord_account_change(verb: str) -> Handler:
+    """Enable, disable or remove a pool account, by its name in the path."""
+
+    async def change(request: Request) -> Response:
+        await check_admin(request)
+        name = request.path_params["name"]
+        if not ACCOUNT_NAME.allows(name):
+            raise NotFound(f"no Discord account named {name!r}")
+        pool = app_services(request).midjourney
+        failed = 0
+        if verb == "enable":
+            await pool.enable_account(name)
+        elif verb == "disable":
+            failed = await pool.disable_account(name)
+        else:
+            return answer(AccountChangeOut(None, await pool.remove_account(name)))
+        return answer(AccountChangeOut(discord_account_view(await pool.account(name)), failed))
+
+    return change
+
+
 async def not_found(request: Request) -> Response:
     return _error(404, "Not Found")
 
@@ -419,6 +470,44 @@ def image_routes() -> BaseRoute:
                 ADMIN_ERRORS | {200: DeliveryOut, 404: Error},
                 security="admin",
             ),
+        ),
+        (
+            "GET",
+            "/admin/discord-accounts",
+            admin_discord_accounts,
+            Doc(
+                "The pool of Discord accounts and their health (never a token)",
+                ADMIN_ERRORS | {200: DiscordAccountsOut},
+                security="admin",
+            ),
+        ),
+        (
+            "POST",
+            "/admin/discord-accounts",
+            admin_discord_account_add,
+            Doc(
+                "Add a Discord account to the pool (its tokens are sealed, never shown)",
+                ADMIN_ERRORS | {200: AccountChangeOut, 409: Error, 413: Error},
+                body=DiscordAccountIn,
+                security="admin",
+            ),
+        ),
+        *(
+            (
+                "POST",
+                f"/admin/discord-accounts/{{name}}/{verb}",
+                admin_discord_account_change(verb),
+                Doc(summary, ADMIN_ERRORS | {200: AccountChangeOut, 404: Error}, security="admin"),
+            )
+            for verb, summary in (
+                ("enable", "Put a Discord account back in service (healthy again)"),
+                (
+                    "disable",
+                    "Take a Discord account out of service: its running jobs and the"
+                    " follow-ups waiting for it fail, refunded once",
+                ),
+                ("remove", "Disable a Discord account, then forget it"),
+            )
         ),
     ]
     return Mount(

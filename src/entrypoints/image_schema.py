@@ -8,6 +8,15 @@ from attrs import define
 
 from mjcore.accounts import GIVEN_USER_NAME, USER_NAME
 from mjcore.codes import CODE_COUNT, CODE_CREDITS, CODE_EXPIRY_DAYS, CODE_TEXT
+from mjcore.discord_accounts import (
+    ACCOUNT_CONCURRENCY,
+    ACCOUNT_MODE,
+    ACCOUNT_NAME,
+    ACCOUNT_QUEUE_SIZE,
+    DISCORD_TOKEN,
+    SNOWFLAKE,
+    DiscordAccount,
+)
 from mjcore.limits import Whole
 from mjcore.passwords import GIVEN_PASSWORD, PASSWORD
 from mjcore.services import images
@@ -57,6 +66,20 @@ class CodesIn:
     credits: int = rule(CODE_CREDITS)
     count: int = rule(CODE_COUNT, 1)
     expires_in_days: int | None = rule(CODE_EXPIRY_DAYS, None)
+
+
+@define(kw_only=True)
+class DiscordAccountIn:
+    """An account for the pool. The tokens are taken, sealed and never shown again."""
+
+    name: str = rule(ACCOUNT_NAME)
+    guild_id: str = rule(SNOWFLAKE)
+    channel_id: str = rule(SNOWFLAKE)
+    user_token: str = rule(DISCORD_TOKEN)
+    bot_token: str | None = rule(DISCORD_TOKEN, None)
+    concurrency: int = rule(ACCOUNT_CONCURRENCY, 3)
+    queue_size: int = rule(ACCOUNT_QUEUE_SIZE, 10)
+    mode: str = rule(ACCOUNT_MODE, "any")
 
 
 @define(kw_only=True)
@@ -239,4 +262,52 @@ def delivery_view(delivery: Delivery) -> DeliveryOut:
         last_error=delivery.last_error,
         created_at=delivery.created_at.isoformat(),
         delivered_at=None if delivery.delivered_at is None else delivery.delivered_at.isoformat(),
+    )
+
+
+@define
+class DiscordAccountOut:
+    """An account of the pool (never a token)."""
+
+    name: str
+    guild_id: str
+    channel_id: str
+    state: str  # healthy, unhealthy, rejected (its token was refused) or disabled
+    health_reason: str | None
+    last_error: str | None
+    running: int
+    concurrency: int
+    queue_size: int
+    mode: str
+    own_bot: bool
+    jobs: int
+    last_used_at: str | None
+
+
+@define
+class DiscordAccountsOut:
+    accounts: list[DiscordAccountOut]
+
+
+@define
+class AccountChangeOut:
+    account: DiscordAccountOut | None
+    failed_jobs: int  # running or waiting on it, failed and refunded by this change
+
+
+def discord_account_view(account: DiscordAccount) -> DiscordAccountOut:
+    return DiscordAccountOut(
+        name=account.name,
+        guild_id=account.guild_id,
+        channel_id=account.channel_id,
+        state=account.state,
+        health_reason=account.health_reason,
+        last_error=account.last_error,
+        running=account.running,
+        concurrency=account.concurrency,
+        queue_size=account.queue_size,
+        mode=account.mode.value,
+        own_bot=account.bot_token is not None,
+        jobs=account.jobs,
+        last_used_at=None if account.last_used_at is None else account.last_used_at.isoformat(),
     )

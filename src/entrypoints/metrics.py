@@ -21,7 +21,7 @@ import asyncio
 import hmac
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -39,12 +39,13 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mjcore import events
+from mjcore.discord_accounts import DiscordAccount
 from mjcore.ledger import EntryKind
 from mjcore.services import reports
 from mjcore.tasks import Provider, TaskStatus
@@ -336,6 +337,7 @@ async def state_families(request: Request) -> list[Metric]:
     codes.add_metric(["used"], counts.used_codes)
     codes.add_metric(["unused"], counts.codes - counts.used_codes)
     return [
+        *_pool_families(state.pool),
         *limits,
         _gauge("mjcore_database_up", "The database answered the scrape", 1),
         _gauge(
@@ -354,6 +356,32 @@ async def state_families(request: Request) -> list[Metric]:
         _gauge("mjcore_credits_outstanding", "Credits held by live accounts", counts.credits),
         codes,
     ]
+
+
+def _pool_families(pool: Sequence[DiscordAccount]) -> list[Metric]:
+    """Each Discord account of the pool, by name (never more than the name)."""
+    up = GaugeMetricFamily(
+        "mjcore_discord_account_up",
+        "1 if the account takes jobs (enabled and healthy), else 0",
+        labels=["account", "state"],
+    )
+    running = GaugeMetricFamily(
+        "mjcore_discord_account_running", "Jobs at Discord through the account", labels=["account"]
+    )
+    limit = GaugeMetricFamily(
+        "mjcore_discord_account_concurrency",
+        "Jobs the account may run at once",
+        labels=["account"],
+    )
+    jobs = CounterMetricFamily(
+        "mjcore_discord_account_jobs", "Jobs sent through the account", labels=["account"]
+    )
+    for account in pool:
+        up.add_metric([account.name, account.state], 1 if account.available else 0)
+        running.add_metric([account.name], account.running)
+        limit.add_metric([account.name], account.concurrency)
+        jobs.add_metric([account.name], account.jobs)
+    return [up, running, limit, jobs]
 
 
 # -- the endpoint -----------------------------------------------------------------------

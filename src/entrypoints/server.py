@@ -119,22 +119,24 @@ def multiprocess_metrics(workers: int) -> Iterator[Path | None]:
 
 def listen(settings: Settings) -> int:
     """Run the Discord listener until SIGINT or SIGTERM."""
-    if not (settings.discord_bot_token and settings.discord_channel_id):
+    configure_logging(settings)
+    return asyncio.run(_listen(settings))
+
+
+async def _listen(settings: Settings) -> int:
+    from .bootstrap import bootstrap_app
+    from .listener import listened_channels, run_listener
+
+    services = await bootstrap_app(settings)
+    if not await listened_channels(services):
+        await services.aclose()
         print(
-            "error: the listener needs MJCORE_DISCORD_BOT_TOKEN and MJCORE_DISCORD_CHANNEL_ID",
+            "error: the listener needs a bot token for a channel of the pool:"
+            " MJCORE_DISCORD_BOT_TOKEN with the MJCORE_DISCORD_* account, or an account"
+            " added with its own (mjcore accounts add --bot-token)",
             file=sys.stderr,
         )
         return 1
-    configure_logging(settings)
-    asyncio.run(_listen(settings))
-    return 0
-
-
-async def _listen(settings: Settings) -> None:
-    from .bootstrap import bootstrap_app
-    from .listener import run_listener
-
-    services = await bootstrap_app(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -149,3 +151,4 @@ async def _listen(settings: Settings) -> None:
             with suppress(asyncio.CancelledError):
                 await task
         await services.aclose()
+    return 0

@@ -12,8 +12,9 @@ from urllib.parse import urlsplit
 
 from attrs import field, frozen
 
+from mjcore.discord_accounts import ACCOUNT_CONCURRENCY, ACCOUNT_QUEUE_SIZE
 from mjcore.errors import InvalidAmount
-from mjcore.limits import parse_whole
+from mjcore.limits import Whole, parse_whole
 from mjcore.midjourney import COSTLY_PARAMETERS
 from mjcore.moderation import default_banned_words
 from mjcore.pricing import DEFAULT_PRICE, Prices
@@ -112,6 +113,8 @@ class Settings:
     mj_session_id: str = field(factory=lambda: secrets.token_hex(16))
     discord_timeout_s: float = 30.0
     mj_sweep_interval_s: float = 5.0
+    mj_health_check_s: int = 0  # 0: off; else how often accounts out of service are asked
+    account_key: str | None = field(default=None, repr=False)  # seals Discord tokens
     mj_concurrency: int = 3
     mj_queue_size: int = 10
     mj_timeout_s: int = 300
@@ -191,8 +194,10 @@ class Settings:
             "mj_session_id": reader.get("MJ_SESSION_ID", _text),
             "discord_timeout_s": reader.get("DISCORD_TIMEOUT_S", _seconds),
             "mj_sweep_interval_s": reader.get("MJ_SWEEP_INTERVAL_S", _seconds),
-            "mj_concurrency": reader.get("MJ_CONCURRENCY", _int_between(1, 1000)),
-            "mj_queue_size": reader.get("MJ_QUEUE_SIZE", _int_between(0, 100_000)),
+            "mj_health_check_s": reader.get("MJ_HEALTH_CHECK_S", _int_between(0, 86400)),
+            "account_key": reader.get("ACCOUNT_KEY", _secret),
+            "mj_concurrency": reader.get("MJ_CONCURRENCY", _within(ACCOUNT_CONCURRENCY)),
+            "mj_queue_size": reader.get("MJ_QUEUE_SIZE", _within(ACCOUNT_QUEUE_SIZE)),
             "mj_timeout_s": reader.get("MJ_TIMEOUT_S", _int_between(1, 7 * 24 * 3600)),
             "mj_max_duration_s": reader.get("MJ_MAX_DURATION_S", _int_between(1, 7 * 24 * 3600)),
             "banned_words": reader.get("BANNED_WORDS", _word_list),
@@ -284,6 +289,11 @@ def _rate_limit_storage(raw: str) -> str:
             "must be memory:// or redis://[:password@]host:port[/db] (rediss:// for TLS)"
         )
     return raw
+
+
+def _within(rule: Whole) -> Callable[[str], int]:
+    """A whole number the core's ``rule`` allows (a pool account's limits are the same)."""
+    return _int_between(rule.low, rule.high)
 
 
 def _int_between(low: int, high: int) -> Callable[[str], int]:

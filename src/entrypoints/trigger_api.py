@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from mjcore.accounts import Account
+from mjcore.discord_accounts import AccountGone, NoAccountAvailable
 from mjcore.errors import (
     AccountUnavailable,
     BannedPrompt,
@@ -130,8 +131,12 @@ def error_response(exc: Exception) -> Response | None:
             return _detail(429, f"Too many requests: {exc}.", RATE_LIMITED, retry)
         case CallbackForbidden():
             return _detail(403, "Invalid callback secret.")
+        case NoAccountAvailable():
+            return _detail(503, "No Discord account is available right now.", PROVIDER_ERROR)
         case ProviderNotConfigured():
             return _detail(503, "Midjourney is not available on this server.", PROVIDER_ERROR)
+        case AccountGone():
+            return _detail(409, f"{str(exc).capitalize()}.", PROVIDER_ERROR)
         case ProviderError():
             return _detail(502, str(exc), PROVIDER_ERROR)
     return None
@@ -293,7 +298,7 @@ KEY_ERRORS: dict[int, type | None] = {400: Detail, 401: Detail, 403: Detail}
 CONSUMING: dict[int, type | None] = KEY_ERRORS | {
     200: Accepted,
     404: Detail,
-    409: Detail,  # the first request with this Idempotency-Key is still running
+    409: Detail,  # an Idempotency-Key still running; a follow-up whose account is down
     422: Detail,  # this Idempotency-Key was used for another request
     429: Detail,
     502: Detail,
@@ -371,7 +376,9 @@ def trigger_routes() -> BaseRoute:
             Doc(
                 "Post an upload as a message; its URL can be an imagine picurl"
                 " (free; rate-limited per app key)",
-                KEY_ERRORS | {200: MessageOut, 429: Detail, 502: Detail, 503: Detail},
+                KEY_ERRORS
+                | {200: MessageOut, 404: Detail, 409: Detail, 429: Detail, 502: Detail}
+                | {503: Detail},
                 body=MessageIn,
                 security=key,
             ),

@@ -187,6 +187,7 @@ class TaskOut:
     buttons: Buttons
     parent_task_id: str | None
     index: int | None
+    discord_account: str | None  # the pool's account that ran it (its name only)
     cost: int
     refunded: bool
     created_at: str
@@ -301,6 +302,7 @@ def task_view(task: Task) -> TaskOut:
         buttons=Buttons(task.msg_id, task.msg_hash),
         parent_task_id=task.parent_task_id,
         index=task.params.get("index"),
+        discord_account=task.worker,
         cost=task.cost,
         refunded=task.refunded,
         created_at=task.created_at.isoformat(),

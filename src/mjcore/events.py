@@ -134,3 +134,12 @@ def webhook_delivery(outcome: str, **fields: Any) -> None:
     status…) are logged, never a signing secret."""
     level = logging.INFO if outcome == "delivered" else logging.WARNING
     emit(WEBHOOKS, level, "webhook.delivery", outcome=outcome, **fields)
+
+
+POOL = logging.getLogger("mjcore.pool")
+
+
+def account_down(name: str, reason: str, state: str) -> None:
+    """A Discord account was taken out of service (``state``: ``disabled``, ``rejected``
+    or ``unhealthy``); its jobs were failed and refunded."""
+    emit(POOL, logging.WARNING, "pool.account_down", account=name, state=state, reason=reason)

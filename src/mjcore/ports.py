@@ -12,6 +12,7 @@ from attrs import asdict, frozen
 
 from .accounts import Account
 from .codes import RedemptionCode
+from .discord_accounts import DiscordAccount, Health
 from .idempotency import KeyRecord
 from .ledger import LedgerEntry, Tally
 from .tasks import Provider, Task, TaskStatus
@@ -167,8 +168,19 @@ class TaskRepository(Protocol):
     ) -> Sequence[Task]:
         """``account_id``'s tasks of ``provider`` that have not ended, oldest first."""
 
-    async def next_waiting(self, provider: Provider) -> Task | None:
-        """The oldest waiting task of ``provider``."""
+    async def next_waiting(self, provider: Provider, worker: str) -> Task | None:
+        """The oldest waiting task of ``provider`` that ``worker`` may run: one pinned to
+        it (a follow-up of its grid) or to no worker."""
+
+    async def count_waiting_for(self, provider: Provider, worker: str) -> int:
+        """Waiting tasks pinned to ``worker``."""
+
+    async def unfinished_on(self, provider: Provider, worker: str, limit: int) -> Sequence[Task]:
+        """Tasks of ``provider`` on ``worker`` (running there, or waiting for it) that have
+        not ended, oldest first."""
+
+    async def count_holding_by_worker(self, provider: Provider) -> Mapping[str, int]:
+        """Slots held per worker (workers holding none are absent; a full count, for checks)."""
 
     async def set_holds_slot(self, task_id: str, held: bool) -> bool:
         """Take or free the task's slot; True only if this call changed it."""
@@ -195,6 +207,44 @@ class QueueRepository(Protocol):
         (reports and metrics; never a basis for admitting a job)."""
 
 
+class DiscordAccountRepository(Protocol):
+    """The pool of Discord accounts. ``running`` moves only with the queue's lock held
+    (:meth:`QueueRepository.lock`), in the transaction that moves the tasks it counts."""
+
+    async def list(self) -> Sequence[DiscordAccount]:
+        """Every account, by name."""
+
+    async def get(self, name: str) -> DiscordAccount | None: ...
+
+    async def add(self, account: DiscordAccount) -> None:
+        """Insert; :class:`~mjcore.discord_accounts.AccountNameTaken` if the name or the
+        channel is already in the pool."""
+
+    async def update(self, account: DiscordAccount) -> bool:
+        """Write what the operator sets (ids, tokens, concurrency, queue size, mode);
+        True if the account exists."""
+
+    async def set_enabled(self, name: str, enabled: bool) -> bool:
+        """The operator's switch; True if the account exists."""
+
+    async def set_health(
+        self, name: str, health: Health, reason: str | None, error: str | None
+    ) -> bool:
+        """Record the account's health and why; True if the account exists."""
+
+    async def change_running(self, name: str, delta: int, now: datetime | None = None) -> None:
+        """Move the account's running jobs; a job handed to it (``delta`` > 0) counts
+        toward ``jobs`` and marks it used at ``now``."""
+
+    async def record_failure(self, name: str, error: str) -> int:
+        """One more refused interaction in a row; how many now."""
+
+    async def clear_failures(self, name: str) -> None:
+        """An interaction went through: the run of failures is over."""
+
+    async def remove(self, name: str) -> bool: ...
+
+
 class SettingRepository(Protocol):
     """Small named values the service keeps for itself (e.g. a generated JWT secret)."""
 
@@ -212,6 +262,7 @@ class UploadRecord:
     account_id: int
     upload_filename: str
     created_at: datetime
+    worker: str | None = None  # the Discord account it was uploaded through
 
 
 class UploadRepository(Protocol):
@@ -317,6 +368,9 @@ class UnitOfWork(Protocol):
     def queue(self) -> QueueRepository: ...
 
     @property
+    def discord_accounts(self) -> DiscordAccountRepository: ...
+
+    @property
     def settings(self) -> SettingRepository: ...
 
     @property
@@ -376,15 +430,22 @@ class Upload:
 
 
 class MidjourneyProvider(Protocol):
-    """Talks to Midjourney (through Discord). Raises :class:`~mjcore.errors.ProviderError`."""
+    """Talks to Midjourney through one of the pool's Discord accounts. Raises
+    :class:`~mjcore.errors.ProviderError`; :class:`~mjcore.discord_accounts.AccountRejected`
+    when Discord refuses the account's token. A 429 delays only that account."""
 
-    async def submit(self, task: Task) -> None:
+    async def submit(self, task: Task, account: DiscordAccount) -> None:
         """Send the job: the slash command or the button press the task describes."""
 
-    async def upload(self, filename: str, data: bytes, content_type: str) -> Upload: ...
+    async def upload(
+        self, account: DiscordAccount, filename: str, data: bytes, content_type: str
+    ) -> Upload: ...
 
-    async def send_message(self, upload_filename: str) -> str:
+    async def send_message(self, account: DiscordAccount, upload_filename: str) -> str:
         """Post an uploaded file as a message; return its public (CDN) URL."""
+
+    async def check(self, account: DiscordAccount) -> bool:
+        """Does Discord still accept the account's token (``GET /users/@me``)?"""
 
 
 class TargetGuard(Protocol):

@@ -84,6 +84,7 @@ class Task:
     result: Mapping[str, Any] = field(factory=dict, converter=_frozen_mapping)
     refunded: bool = False
     holds_slot: bool = False  # running at a provider with a concurrency limit
+    worker: str | None = None  # the provider account that runs it (a Discord account)
     started_at: datetime | None = None
     finished_at: datetime | None = None
     last_event_at: datetime | None = None  # the provider's latest word on it
@@ -130,6 +131,7 @@ MUTABLE_FIELDS = (
     "started_at",
     "finished_at",
     "last_event_at",
+    "worker",
 )
 """What :meth:`TaskRepository.save` writes.
 

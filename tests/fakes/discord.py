@@ -16,9 +16,11 @@ import struct
 import threading
 import time
 import uuid
+from collections import Counter
 from typing import Any
 
 import httpx
+from attrs import frozen
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -40,6 +42,16 @@ BOT_TOKEN = "MTEwMDAwMDAwMDAwMDAwMDAyMA.GfAkEd.fake-bot-token-for-loopback-tests
 """The listener's bot token, as discord.py takes it (no ``Bot`` prefix)."""
 
 UNAUTHORIZED = {"message": "401: Unauthorized", "code": 0}
+
+
+@frozen
+class FakeAccount:
+    """A Discord user of the pool: its token and the channel it sends Midjourney jobs to."""
+
+    name: str
+    token: str
+    channel_id: str
+    guild_id: str = GUILD
 
 
 class FakeDiscord:
@@ -67,8 +79,16 @@ class FakeDiscord:
         """``"GET /api/v9/users/@me"``... for every call to the bot-side routes."""
         self.unhandled: list[str] = []
         """Requests no route serves (answered 404 or 405 with Discord's error body)."""
-        self._rate_limit_next = 0
+        self._rate_limit_next: Counter[str | None] = Counter()  # by token (None: any)
         self._retry_after = 1.0
+        self.accounts: dict[str, FakeAccount] = {TOKEN: FakeAccount("default", TOKEN, CHANNEL)}
+        """Every user token this fake accepts, by token (``TOKEN``'s is the settings')."""
+        self.rejected: set[str] = set()
+        """Tokens answered 401, as Discord answers a token it has revoked."""
+        self.in_flight: Counter[str] = Counter()
+        """Jobs started per channel (every recorded interaction) and not yet ended by the
+        test (:meth:`finished`); ``peak`` keeps each channel's highest count."""
+        self.peak: Counter[str] = Counter()
         self._hang_next = 0
         self._closed = asyncio.Event()
         self._channel: dict[str, Payload] = {}
@@ -132,11 +152,37 @@ class FakeDiscord:
 
     # -- knobs ---------------------------------------------------------------------------
 
-    def rate_limit_next(self, count: int = 1, *, retry_after: float = 1.0) -> None:
-        """Answer the next ``count`` interactions 429, as Discord does, without recording them."""
+    def rate_limit_next(
+        self, count: int = 1, *, retry_after: float = 1.0, token: str | None = None
+    ) -> None:
+        """Answer the next ``count`` interactions 429 (only ``token``'s, if given), as
+        Discord does, without recording them."""
         with self.lock:
-            self._rate_limit_next = count
+            self._rate_limit_next[token] = count
             self._retry_after = retry_after
+
+    def add_account(self, name: str) -> FakeAccount:
+        """Another Discord user with its own channel (for a pool of accounts)."""
+        number = len(self.accounts) + 1
+        account = FakeAccount(
+            name, f"fake-user-token-{name}-{uuid.uuid4().hex[:8]}", f"12000000000000{number:05d}"
+        )
+        with self.lock:
+            self.accounts[account.token] = account
+        return account
+
+    def reject(self, token: str) -> None:
+        """Revoke a user token: every later call with it is answered 401."""
+        with self.lock:
+            self.rejected.add(token)
+
+    def finished(self, channel_id: str, count: int = 1) -> None:
+        """The test ended ``count`` of the channel's jobs (before telling mjcore so)."""
+        with self.lock:
+            self.in_flight[channel_id] -= count
+
+    def sent_on(self, channel_id: str) -> list[dict[str, Any]]:
+        return [i for i in self.sent() if i.get("channel_id") == channel_id]
 
     def hang_next(self, count: int = 1) -> None:
         """Record and act on the next ``count`` interactions, then never answer them."""
@@ -225,10 +271,20 @@ class FakeDiscord:
     # -- HTTP ----------------------------------------------------------------------------
 
     def _authorised(self, request: Request) -> bool:
-        if request.headers.get("authorization") == TOKEN:
-            return True
+        token = request.headers.get("authorization") or ""
         with self.lock:
+            if token in self.accounts and token not in self.rejected:
+                return True
             self.bad_auth += 1
+        return False
+
+    def _limited(self, token: str) -> bool:
+        """Whether this call is one of those :meth:`rate_limit_next` asked to refuse."""
+        for key in (token, None):
+            if self._rate_limit_next[key] > 0:
+                self._rate_limit_next[key] -= 1
+                self.rate_limited += 1
+                return True
         return False
 
     def _caller(self, request: Request) -> str | None:
@@ -238,7 +294,7 @@ class FakeDiscord:
             self.api_calls.append(f"{request.method} {request.url.path}")
             if header == f"Bot {BOT_TOKEN}":
                 return "bot"
-            if header == TOKEN:
+            if header in self.accounts and header not in self.rejected:
                 return "user"
             self.bad_bot_auth += 1
         return None
@@ -393,11 +449,12 @@ class FakeDiscord:
             hang = False
             with self.lock:
                 self.interaction_attempts += 1
-                if self._rate_limit_next > 0:
-                    self._rate_limit_next -= 1
-                    self.rate_limited += 1
+                if self._limited(request.headers["authorization"]):
                     return _too_many_requests(self._retry_after)
                 self.interactions.append(body)
+                channel = str(body.get("channel_id"))
+                self.in_flight[channel] += 1
+                self.peak[channel] = max(self.peak[channel], self.in_flight[channel])
                 status = self.interaction_status
                 if status == 204 and self._hang_next > 0:
                     self._hang_next -= 1
@@ -451,7 +508,7 @@ class FakeDiscord:
             return JSONResponse(
                 {
                     "id": "1200000000000000009",
-                    "channel_id": CHANNEL,
+                    "channel_id": request.path_params["cid"],
                     "attachments": [{"id": "1", "filename": name, "url": self.cdn(name)}],
                 }
             )

@@ -27,7 +27,7 @@ from mjcore.tasks import Provider
 from mjcore.webhooks import DeliveryStatus, Hook, Outcome, with_hooks
 
 from ..support import open_test_store, store_params, url_for
-from .test_contract_queue import FakeMirror, FakeProvider
+from .test_contract_queue import FakeMirror, FakeProvider, pool_account
 
 ROOT = Path(__file__).resolve().parents[2]
 MJCORE = str(Path(sys.executable).parent / "mjcore")
@@ -44,11 +44,19 @@ def db_path(tmp_path: Path) -> Path:
 def run(db_path: Path, tmp_path: Path) -> Run:
     """Run a command with the SQLite database of this test; returns the finished process."""
 
-    def runner(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def runner(
+        *argv: str, env: dict[str, str] | None = None, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith("MJCORE_")}
         base["MJCORE_DATABASE_URL"] = f"sqlite:///{db_path}"
         return subprocess.run(
-            argv, env=base | (env or {}), cwd=tmp_path, capture_output=True, text=True, timeout=60
+            argv,
+            env=base | (env or {}),
+            cwd=tmp_path,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
 
     return runner
@@ -355,6 +363,7 @@ async def _queue(db_path: Path) -> tuple[str, str]:
         mj = MidjourneyService(
             store, system_clock, Prices(), FakeProvider(), FakeMirror(), QueueLimits(1, 5)
         )
+        await mj.add_account(pool_account(concurrency=1))
         running = await mj.imagine(account.id, "a fox")
         waiting = await mj.imagine(account.id, "a cat")
         return running.task_id, waiting.task_id
@@ -560,3 +569,42 @@ def test_webhooks_are_listed_retried_and_the_secret_printed(run: Run, db_path: P
     assert missing.returncode == 1 and "no webhook delivery 987654" in missing.stderr
     assert secret.startswith("whsec_") and secret == again  # kept: every process signs alike
     assert configured.stdout.strip() == chosen
+
+
+def test_the_pool_is_managed_from_the_cli_and_no_token_is_shown_or_stored_clear(
+    run: Run, db_path: Path
+) -> None:
+    user, bot = "cli-user-token-0123456789abcdef", "cli-bot-token-0123456789abcdef"
+    where = ("--guild", "1100000000000000001", "--channel", "1200000000000000002")
+    add = (MJCORE, "accounts", "add", "b", *where, "--concurrency", "12", "--mode", "relax")
+
+    added = run(*add, "--bot-token", "--json", stdin=f"{user}\n{bot}\n")
+
+    assert added.returncode == 0, added.stderr
+    shown = json.loads(added.stdout)
+    assert (shown["name"], shown["concurrency"], shown["mode"]) == ("b", 12, "relax")
+    assert shown["own_bot"] is True and shown["state"] == "healthy"
+    stored = db_path.read_bytes()
+    assert user.encode() not in stored and bot.encode() not in stored  # sealed
+    outputs = [added]
+    outputs.append(taken := run(*add, stdin=f"{user}\n"))
+    assert taken.returncode == 1 and "exists" in taken.stderr
+    outputs.append(
+        short := run(MJCORE, "accounts", "add", "c", *where[:2], "--channel", "1", stdin="x\n")
+    )
+    assert short.returncode == 1 and "Traceback" not in short.stderr
+    outputs.append(listed := run(MJCORE, "accounts", "list"))
+    assert re.search(r"^b\s+healthy\s+0/12", listed.stdout, re.M), listed.stdout
+    outputs.append(off := run(MJCORE, "accounts", "disable", "b", "--json"))
+    assert json.loads(off.stdout)["state"] == "disabled"
+    assert json.loads(off.stdout)["failed_jobs"] == 0
+    outputs.append(on := run(MJCORE, "accounts", "enable", "b", "--json"))
+    assert json.loads(on.stdout)["state"] == "healthy"
+    outputs.append(gone := run(MJCORE, "accounts", "remove", "b"))
+    assert gone.returncode == 0, gone.stderr
+    outputs.append(missing := run(MJCORE, "accounts", "disable", "b"))
+    assert missing.returncode == 1 and "no Discord account named b" in missing.stderr
+    outputs.append(empty := run(MJCORE, "accounts", "list", "--json"))
+    assert json.loads(empty.stdout) == []
+    printed = "".join(o.stdout + o.stderr for o in outputs)
+    assert user not in printed and bot not in printed

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from attrs import evolve
 
+from mjcore.discord_accounts import AccountRejected, DiscordAccount, Secret
 from mjcore.errors import (
     InsufficientCredits,
     InvalidInput,
@@ -36,21 +37,49 @@ HASH = "600f88ff-2147-40ad-83e4-50992c96aadb"
 
 
 class FakeProvider:
+    """Discord as the pool sees it: per account, what was sent, and what it refuses."""
+
     def __init__(self) -> None:
         self.submitted: list[Task] = []
+        self.sent_by: list[str] = []  # the account of each submission
         self.refuse = False
+        self.rejected: set[str] = set()  # accounts whose token Discord refuses
+        self.healthy: set[str] = set()  # accounts a health check finds working
 
-    async def submit(self, task: Task) -> None:
+    async def submit(self, task: Task, account: DiscordAccount) -> None:
         await asyncio.sleep(0)  # let other requests interleave
+        if account.name in self.rejected:
+            raise AccountRejected(f"Discord refused account {account.name}'s token: HTTP 401")
         if self.refuse:
             raise ProviderRejected("Discord refused the request: HTTP 400")
         self.submitted.append(task)
+        self.sent_by.append(account.name)
 
-    async def upload(self, filename: str, data: bytes, content_type: str) -> Upload:
+    async def upload(
+        self, account: DiscordAccount, filename: str, data: bytes, content_type: str
+    ) -> Upload:
         return Upload(f"x/{filename}", f"https://bucket/x/{filename}")
 
-    async def send_message(self, upload_filename: str) -> str:
+    async def send_message(self, account: DiscordAccount, upload_filename: str) -> str:
         return f"https://cdn/{upload_filename}"
+
+    async def check(self, account: DiscordAccount) -> bool:
+        return account.name in self.healthy
+
+
+def pool_account(
+    name: str = "default", concurrency: int = 2, queue_size: int = 10
+) -> DiscordAccount:
+    """A Discord account for the pool (its channel id derived from its name)."""
+    channel = str(1000 + sum(ord(c) * 31**i for i, c in enumerate(name)) % 10**9)
+    return DiscordAccount(
+        name,
+        "1",
+        channel,
+        Secret(f"user-token-of-{name}-0123456789"),
+        concurrency=concurrency,
+        queue_size=queue_size,
+    )
 
 
 class FakeMirror:
@@ -61,12 +90,15 @@ class FakeMirror:
         return f"https://ours/images/{url.rsplit('/', 1)[-1]}"
 
 
-def _service(
+async def _service(
     store: Store, clock: FakeClock, concurrency: int = 2, queue: int = 2
 ) -> tuple[MidjourneyService, FakeProvider]:
+    """The service with one account in the pool, of ``concurrency`` slots."""
     provider = FakeProvider()
     limits = QueueLimits(concurrency, queue, timeout_s=300)
-    return MidjourneyService(store, clock, Prices(), provider, FakeMirror(), limits), provider
+    mj = MidjourneyService(store, clock, Prices(), provider, FakeMirror(), limits)
+    await mj.add_account(pool_account(concurrency=concurrency))
+    return mj, provider
 
 
 async def _user(store: Store, clock: FakeClock, tokens: int = 100) -> int:
@@ -94,7 +126,7 @@ def _end(task: Task, message_id: str, content: str = "", filename: str = "") -> 
 async def test_admission_fills_slots_then_the_queue_then_refuses(
     store: Store, clock: FakeClock
 ) -> None:
-    mj, provider = _service(store, clock)
+    mj, provider = await _service(store, clock)
     user = await _user(store, clock, 10)
 
     accepted = [await mj.imagine(user, f"fox {i}") for i in range(4)]
@@ -108,7 +140,7 @@ async def test_admission_fills_slots_then_the_queue_then_refuses(
 
 
 async def test_concurrent_admissions_respect_both_limits(store: Store, clock: FakeClock) -> None:
-    mj, provider = _service(store, clock, concurrency=3, queue=5)
+    mj, provider = await _service(store, clock, concurrency=3, queue=5)
     user = await _user(store, clock, 100)
 
     results = await asyncio.gather(
@@ -124,7 +156,7 @@ async def test_concurrent_admissions_respect_both_limits(store: Store, clock: Fa
 
 
 async def test_no_credits_is_refused_before_the_queue(store: Store, clock: FakeClock) -> None:
-    mj, _ = _service(store, clock)
+    mj, _ = await _service(store, clock)
     user = await _user(store, clock, 0)
     with pytest.raises(InsufficientCredits):
         await mj.imagine(user, "fox")
@@ -134,7 +166,7 @@ async def test_no_credits_is_refused_before_the_queue(store: Store, clock: FakeC
 async def test_a_refused_submission_refunds_and_starts_the_next(
     store: Store, clock: FakeClock
 ) -> None:
-    mj, provider = _service(store, clock, concurrency=1, queue=5)
+    mj, provider = await _service(store, clock, concurrency=1, queue=5)
     user = await _user(store, clock, 10)
     first = await mj.imagine(user, "first")
     waiting = await mj.imagine(user, "second")
@@ -158,7 +190,7 @@ async def test_a_refused_submission_refunds_and_starts_the_next(
 async def test_finishing_frees_the_slot_for_the_oldest_waiting_task(
     store: Store, clock: FakeClock
 ) -> None:
-    mj, provider = _service(store, clock, concurrency=1, queue=5)
+    mj, provider = await _service(store, clock, concurrency=1, queue=5)
     user = await _user(store, clock, 10)
     running = await mj.imagine(user, "a")
     queued = [await mj.imagine(user, x) for x in ("b", "c")]
@@ -174,7 +206,7 @@ async def test_finishing_frees_the_slot_for_the_oldest_waiting_task(
 async def test_finding_9_a_user_cannot_release_a_running_jobs_slot(
     store: Store, clock: FakeClock
 ) -> None:
-    mj, provider = _service(store, clock, concurrency=1, queue=5)
+    mj, provider = await _service(store, clock, concurrency=1, queue=5)
     alice, bob = await _user(store, clock, 10), await _user(store, clock, 11)
     running = await mj.imagine(alice, "a")
     waiting = await mj.imagine(alice, "b")
@@ -188,7 +220,7 @@ async def test_finding_9_a_user_cannot_release_a_running_jobs_slot(
 
 
 async def test_the_listener_releases_any_slot_once(store: Store, clock: FakeClock) -> None:
-    mj, provider = _service(store, clock, concurrency=1, queue=5)
+    mj, provider = await _service(store, clock, concurrency=1, queue=5)
     alice = await _user(store, clock, 10)
     running = await mj.imagine(alice, "a")
     await mj.imagine(alice, "b")
@@ -206,7 +238,7 @@ async def test_the_listener_releases_any_slot_once(store: Store, clock: FakeCloc
 async def test_the_sweep_fails_timed_out_jobs_once_and_starts_the_next(
     store: Store, clock: FakeClock
 ) -> None:
-    mj, provider = _service(store, clock, concurrency=1, queue=5)
+    mj, provider = await _service(store, clock, concurrency=1, queue=5)
     user = await _user(store, clock, 10)
     stuck = await mj.imagine(user, "stuck")
     waiting = await mj.imagine(user, "next")
@@ -230,7 +262,7 @@ async def test_the_sweep_fails_timed_out_jobs_once_and_starts_the_next(
 async def test_a_result_racing_the_timeout_ends_the_task_once(
     store: Store, clock: FakeClock
 ) -> None:
-    mj, _ = _service(store, clock)
+    mj, _ = await _service(store, clock)
     user = await _user(store, clock, 10)
     task = await mj.imagine(user, "fox")
     clock.advance(seconds=301)
@@ -248,7 +280,7 @@ async def test_a_result_racing_the_timeout_ends_the_task_once(
 async def test_events_drive_a_task_to_success_and_duplicates_change_nothing(
     store: Store, clock: FakeClock
 ) -> None:
-    mj, _ = _service(store, clock)
+    mj, _ = await _service(store, clock)
     user = await _user(store, clock, 10)
     task = await mj.imagine(user, "fox")
     trigger = task.trigger_id
@@ -279,7 +311,7 @@ async def test_events_drive_a_task_to_success_and_duplicates_change_nothing(
 async def test_follow_ups_share_the_trigger_and_are_told_apart(
     store: Store, clock: FakeClock
 ) -> None:
-    mj, provider = _service(store, clock, concurrency=5)
+    mj, provider = await _service(store, clock, concurrency=5)
     user = await _user(store, clock, 10)
     grid = await mj.imagine(user, "fox")
     await mj.handle(_end(grid, "600"))
@@ -306,7 +338,7 @@ async def test_follow_ups_share_the_trigger_and_are_told_apart(
 async def test_the_queue_check_catches_counters_changed_behind_its_back(
     store: Store, clock: FakeClock
 ) -> None:
-    mj, _ = _service(store, clock)
+    mj, _ = await _service(store, clock)
     user = await _user(store, clock, 10)
     await mj.imagine(user, "fox")
     async with store.unit_of_work() as uow:
@@ -321,7 +353,7 @@ async def test_the_queue_check_catches_counters_changed_behind_its_back(
 async def test_progress_keeps_a_slow_job_alive_and_silence_fails_it_once(
     store: Store, clock: FakeClock
 ) -> None:
-    mj, _ = _service(store, clock, concurrency=2)
+    mj, _ = await _service(store, clock, concurrency=2)
     user = await _user(store, clock, 10)
     slow = await mj.imagine(user, "a relax-mode job")
     silent = await mj.imagine(user, "a lost job")
@@ -350,6 +382,7 @@ async def test_a_job_is_given_up_after_its_maximum_duration_even_with_progress(
     provider = FakeProvider()
     limits = QueueLimits(2, 2, timeout_s=300, max_duration_s=600)
     mj = MidjourneyService(store, clock, Prices(), provider, FakeMirror(), limits)
+    await mj.add_account(pool_account())
     user = await _user(store, clock, 10)
     job = await mj.imagine(user, "endless")
     for _ in range(11):
@@ -370,7 +403,7 @@ async def test_a_job_is_given_up_after_its_maximum_duration_even_with_progress(
 async def test_prompts_with_midjourneys_own_words_finish(
     store: Store, clock: FakeClock, prompt: str
 ) -> None:
-    mj, _ = _service(store, clock)
+    mj, _ = await _service(store, clock)
     user = await _user(store, clock, 10)
     grid = await mj.imagine(user, prompt)
     trigger = grid.trigger_id
@@ -410,7 +443,7 @@ async def test_prompts_with_midjourneys_own_words_finish(
 
 
 async def test_a_users_own_trigger_marker_is_refused(store: Store, clock: FakeClock) -> None:
-    mj, provider = _service(store, clock)
+    mj, provider = await _service(store, clock)
     user = await _user(store, clock, 10)
     with pytest.raises(InvalidInput):
         await mj.imagine(user, "a fox <#1234567890123456#>")
@@ -421,7 +454,7 @@ async def test_a_users_own_trigger_marker_is_refused(store: Store, clock: FakeCl
 async def test_a_follow_up_may_name_its_grid_by_task_id_as_trigger_id(
     store: Store, clock: FakeClock
 ) -> None:
-    mj, provider = _service(store, clock, concurrency=5)
+    mj, provider = await _service(store, clock, concurrency=5)
     user = await _user(store, clock, 10)
     grid = await mj.imagine(user, "fox")
     await mj.handle(_end(grid, "600"))
@@ -437,7 +470,7 @@ async def test_a_follow_up_may_name_its_grid_by_task_id_as_trigger_id(
 
 
 async def test_the_queue_status_counts_the_callers_share(store: Store, clock: FakeClock) -> None:
-    mj, _ = _service(store, clock, concurrency=1, queue=5)
+    mj, _ = await _service(store, clock, concurrency=1, queue=5)
     alice, bob = await _user(store, clock, 10), await _user(store, clock, 11)
     await mj.imagine(alice, "a")
     await mj.imagine(bob, "b")
@@ -454,10 +487,10 @@ async def test_the_queue_status_counts_the_callers_share(store: Store, clock: Fa
 async def test_a_submission_that_may_have_reached_discord_is_kept_not_refunded(
     store: Store, clock: FakeClock
 ) -> None:
-    mj, provider = _service(store, clock)
+    mj, provider = await _service(store, clock)
     user = await _user(store, clock, 10)
 
-    async def uncertain(task: Task) -> None:
+    async def uncertain(task: Task, account: DiscordAccount) -> None:
         raise SubmissionUncertain("no answer; not sent again")
 
     provider.submit = uncertain  # type: ignore[method-assign]
@@ -474,7 +507,7 @@ async def test_a_submission_that_may_have_reached_discord_is_kept_not_refunded(
 async def test_finding_8_parameters_that_multiply_the_cost_are_refused_and_nothing_is_charged(
     store: Store, clock: FakeClock, prompt: str
 ) -> None:
-    mj, provider = _service(store, clock)
+    mj, provider = await _service(store, clock)
     user = await _user(store, clock, 10)
     with pytest.raises(InvalidInput, match="multiplies the cost"):
         await mj.imagine(user, prompt)
@@ -486,7 +519,7 @@ async def test_finding_8_parameters_that_multiply_the_cost_are_refused_and_nothi
 
 
 async def test_finding_13_uploads_are_their_uploaders_alone(store: Store, clock: FakeClock) -> None:
-    mj, _ = _service(store, clock)
+    mj, _ = await _service(store, clock)
     alice, bob = await _user(store, clock, 10), await _user(store, clock, 11)
     upload = await mj.upload(alice, b"png", "image/png", ".png")
     name = upload.upload.upload_filename
@@ -505,7 +538,7 @@ async def test_finding_13_uploads_are_their_uploaders_alone(store: Store, clock:
 async def test_the_operator_failing_a_running_job_refunds_once_and_frees_its_slot(
     store: Store, clock: FakeClock
 ) -> None:
-    mj, _ = _service(store, clock, concurrency=1, queue=2)
+    mj, _ = await _service(store, clock, concurrency=1, queue=2)
     account_id = await _user(store, clock, 10)
     running = await mj.imagine(account_id, "a fox")
     waiting = await mj.imagine(account_id, "a cat")
@@ -526,7 +559,7 @@ async def test_the_operator_failing_a_running_job_refunds_once_and_frees_its_slo
 async def test_the_operator_failing_a_waiting_job_gives_its_place_back(
     store: Store, clock: FakeClock
 ) -> None:
-    mj, _ = _service(store, clock, concurrency=1, queue=1)
+    mj, _ = await _service(store, clock, concurrency=1, queue=1)
     account_id = await _user(store, clock, 10)
     await mj.imagine(account_id, "a fox")
     waiting = await mj.imagine(account_id, "a cat")
@@ -563,9 +596,9 @@ async def test_the_operator_cannot_fail_a_finished_or_unknown_job(
 async def test_an_unavailable_provider_refuses_before_charging_or_recording(
     store: Store, clock: FakeClock
 ) -> None:
-    mj, provider = _service(store, clock)
-    mj.available = False
-    account_id = await _user(store, clock, 10)
+    provider = FakeProvider()
+    mj = MidjourneyService(store, clock, Prices(), provider, FakeMirror(), QueueLimits())
+    account_id = await _user(store, clock, 10)  # and no Discord account in the pool
 
     with pytest.raises(ProviderNotConfigured):
         await mj.imagine(account_id, "a fox")

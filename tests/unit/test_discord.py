@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
+from attrs import evolve
 
 from adapters.discord import DiscordConfig, DiscordMidjourney
+from mjcore.discord_accounts import AccountRejected, DiscordAccount, Mode, Secret
 from mjcore.errors import ProviderRejected, ProviderUnavailable, SubmissionUncertain
 from mjcore.midjourney import MjAction
 from mjcore.tasks import Provider, Task
@@ -18,9 +22,6 @@ from ..support import rendered
 
 CONFIG = DiscordConfig(
     api_url="https://discord.test/api/v9",
-    user_token="tok",
-    guild_id="1",
-    channel_id="2",
     application_id="936929561302675456",
     imagine_id="938956540159881230",
     imagine_version="11",
@@ -28,6 +29,9 @@ CONFIG = DiscordConfig(
     describe_version="22",
     session_id="sess",
 )
+
+
+ACCOUNT = DiscordAccount("default", "1", "2", Secret("tok"))
 
 
 def _task(action: MjAction, **params: object) -> Task:
@@ -45,8 +49,6 @@ def _task(action: MjAction, **params: object) -> Task:
 
 
 def _provider(handler: httpx.MockTransport, **config: Any) -> DiscordMidjourney:
-    from attrs import evolve
-
     return DiscordMidjourney(httpx.AsyncClient(transport=handler), evolve(CONFIG, **config))
 
 
@@ -57,7 +59,7 @@ async def test_imagine_payload_is_the_discord_clients() -> None:
         seen.append(request)
         return httpx.Response(204)
 
-    await _provider(httpx.MockTransport(handler)).submit(_task(MjAction.IMAGINE))
+    await _provider(httpx.MockTransport(handler)).submit(_task(MjAction.IMAGINE), ACCOUNT)
 
     [request] = seen
     body = json.loads(request.content)
@@ -83,7 +85,7 @@ async def test_network_errors_are_retried_twice_then_reported() -> None:
         raise httpx.ConnectError("refused", request=request)
 
     with pytest.raises(ProviderUnavailable, match="after 3 attempts"):
-        await _provider(httpx.MockTransport(handler)).submit(_task(MjAction.IMAGINE))
+        await _provider(httpx.MockTransport(handler)).submit(_task(MjAction.IMAGINE), ACCOUNT)
     assert attempts == 3
 
 
@@ -97,7 +99,7 @@ async def test_a_retry_that_gets_through_succeeds() -> None:
             raise httpx.ConnectTimeout("no connection", request=request)
         return httpx.Response(204)
 
-    await _provider(httpx.MockTransport(handler)).submit(_task(MjAction.IMAGINE))
+    await _provider(httpx.MockTransport(handler)).submit(_task(MjAction.IMAGINE), ACCOUNT)
     assert attempts == 2
 
 
@@ -115,7 +117,7 @@ async def test_a_request_that_may_have_reached_discord_is_never_sent_again(
         raise error("sent, then nothing", request=request)
 
     with pytest.raises(SubmissionUncertain, match="not sent again"):
-        await _provider(httpx.MockTransport(handler)).submit(_task(MjAction.IMAGINE))
+        await _provider(httpx.MockTransport(handler)).submit(_task(MjAction.IMAGINE), ACCOUNT)
     assert attempts == 1
 
 
@@ -144,8 +146,9 @@ async def test_a_429_is_waited_out_then_sent_once_more(monkeypatch: pytest.Monke
         return _rate_limited(1.0) if attempts == 1 else httpx.Response(204)
 
     monkeypatch.setattr("adapters.discord.asyncio.sleep", sleep)
-    await _provider(httpx.MockTransport(handler)).submit(_task(MjAction.IMAGINE))
-    assert (attempts, slept) == (2, [1.0])
+    await _provider(httpx.MockTransport(handler)).submit(_task(MjAction.IMAGINE), ACCOUNT)
+    assert attempts == 2
+    assert [round(s, 2) for s in slept] == [1.0]
 
 
 async def test_a_429_asking_too_long_a_wait_is_a_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -155,7 +158,7 @@ async def test_a_429_asking_too_long_a_wait_is_a_refusal(monkeypatch: pytest.Mon
     monkeypatch.setattr("adapters.discord.asyncio.sleep", sleep)
     transport = httpx.MockTransport(lambda request: _rate_limited(64.57))
     with pytest.raises(ProviderRejected, match="HTTP 429"):
-        await _provider(transport).submit(_task(MjAction.IMAGINE))
+        await _provider(transport).submit(_task(MjAction.IMAGINE), ACCOUNT)
 
 
 async def test_an_http_error_is_not_retried() -> None:
@@ -167,17 +170,55 @@ async def test_an_http_error_is_not_retried() -> None:
         return httpx.Response(400, json={"message": "Invalid Form Body", "code": 50035})
 
     with pytest.raises(ProviderRejected, match="HTTP 400"):
-        await _provider(httpx.MockTransport(handler)).submit(_task(MjAction.IMAGINE))
+        await _provider(httpx.MockTransport(handler)).submit(_task(MjAction.IMAGINE), ACCOUNT)
     assert attempts == 1
 
 
-async def test_unconfigured_discord_fails_without_a_request() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise AssertionError("no request expected")
+async def test_a_refused_token_is_the_accounts_fault_not_the_jobs() -> None:
+    for status in (401, 403):
+        transport = httpx.MockTransport(lambda request, status=status: httpx.Response(status))
+        with pytest.raises(AccountRejected, match=f"account default's token: HTTP {status}"):
+            await _provider(transport).submit(_task(MjAction.IMAGINE), ACCOUNT)
 
-    provider = _provider(httpx.MockTransport(handler), user_token=None)
-    with pytest.raises(ProviderUnavailable, match="not configured"):
-        await provider.submit(_task(MjAction.IMAGINE))
+
+async def test_a_429_delays_that_accounts_next_requests_and_no_one_elses() -> None:
+    seen: list[tuple[str, float]] = []
+    other = DiscordAccount("other", "1", "3", Secret("tok-2"))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.headers["authorization"], time.monotonic()))
+        if request.headers["authorization"] == "tok" and len(seen) == 1:
+            return httpx.Response(429, json={"retry_after": 0.3, "global": False})
+        return httpx.Response(204)
+
+    provider = _provider(httpx.MockTransport(handler))
+    start = time.monotonic()
+    await provider.submit(_task(MjAction.IMAGINE), ACCOUNT)  # waits 0.3 s, then sent
+    await asyncio.gather(
+        provider.submit(_task(MjAction.IMAGINE), ACCOUNT),
+        provider.submit(_task(MjAction.IMAGINE), other),
+    )
+
+    assert [token for token, _ in seen] == ["tok", "tok", "tok", "tok-2"] or [
+        token for token, _ in seen
+    ] == ["tok", "tok", "tok-2", "tok"]
+    assert seen[1][1] - start >= 0.29
+
+
+async def test_an_account_in_relax_mode_says_so_unless_the_prompt_does() -> None:
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content)["data"]["options"][0]["value"])
+        return httpx.Response(204)
+
+    relaxed = evolve(ACCOUNT, mode=Mode.RELAX)
+    provider = _provider(httpx.MockTransport(handler))
+    await provider.submit(_task(MjAction.IMAGINE), relaxed)
+    await provider.submit(evolve(_task(MjAction.IMAGINE), prompt="a cat --fast"), relaxed)
+    await provider.submit(_task(MjAction.IMAGINE), ACCOUNT)
+
+    assert sent == ["<#1234#>a cat --relax", "<#1234#>a cat --fast", "<#1234#>a cat"]
 
 
 async def test_upload_is_two_steps_and_the_put_carries_no_token() -> None:
@@ -200,7 +241,8 @@ async def test_upload_is_two_steps_and_the_put_carries_no_token() -> None:
             )
         return httpx.Response(200)
 
-    upload = await _provider(httpx.MockTransport(handler)).upload("1234.png", b"png!", "image/png")
+    provider = _provider(httpx.MockTransport(handler))
+    upload = await provider.upload(ACCOUNT, "1234.png", b"png!", "image/png")
 
     post, put = seen
     assert post.url == "https://discord.test/api/v9/channels/2/attachments"
@@ -217,7 +259,7 @@ async def test_upload_is_two_steps_and_the_put_carries_no_token() -> None:
 async def test_an_upload_answer_without_slots_is_a_provider_error() -> None:
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"nope": 1}))
     with pytest.raises(ProviderRejected):
-        await _provider(transport).upload("1.png", b"x", "image/png")
+        await _provider(transport).upload(ACCOUNT, "1.png", b"x", "image/png")
 
 
 async def test_finding_16_discords_words_are_logged_without_the_token_and_not_shown_to_clients(
@@ -227,7 +269,9 @@ async def test_finding_16_discords_words_are_logged_without_the_token_and_not_sh
     echo = {"message": f"Invalid Form Body (you sent {token})", "code": 50035}
     transport = httpx.MockTransport(lambda request: httpx.Response(400, json=echo))
     with pytest.raises(ProviderRejected) as refused:
-        await _provider(transport, user_token=token).submit(_task(MjAction.IMAGINE))
+        await _provider(transport).submit(
+            _task(MjAction.IMAGINE), evolve(ACCOUNT, user_token=Secret(token))
+        )
 
     assert str(refused.value) == "Discord refused the request: HTTP 400"
     logged = rendered(r for r in caplog.records if r.name == "mjcore.discord")

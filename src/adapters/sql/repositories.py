@@ -11,6 +11,7 @@ from attrs import evolve, frozen
 
 from mjcore.accounts import Account
 from mjcore.codes import RedemptionCode
+from mjcore.discord_accounts import AccountNameTaken, DiscordAccount, Health, Mode, Secret
 from mjcore.errors import Conflict, UserNameTaken
 from mjcore.idempotency import KeyRecord, KeyState
 from mjcore.ledger import EntryKind, LedgerEntry, Tally
@@ -18,6 +19,7 @@ from mjcore.ports import AccountChanges, Counts, NewAccount, QueueCounts, TaskQu
 from mjcore.tasks import MUTABLE_FIELDS, Provider, Task, TaskStatus
 from mjcore.webhooks import Delivery, DeliveryStatus, HookStyle, Outcome, WebhookEvent
 
+from ..secrets import KEPT_KEY, Sealer, SealError, new_key
 from .database import DuplicateKey, Row
 from .session import Session
 
@@ -273,7 +275,8 @@ class SqlCodes:
 _TASK_COLUMNS = (
     "task_id, account_id, provider, action, prompt, cost, created_at, status, params,"
     " parent_task_id, progress, image_url, fail_reason, trigger_id, msg_id, msg_hash,"
-    " provider_ref, result, refunded, holds_slot, started_at, finished_at, last_event_at"
+    " provider_ref, result, refunded, holds_slot, started_at, finished_at, last_event_at,"
+    " worker"
 )
 _JSON_FIELDS = ("params", "result")
 _TASK_NAMES = tuple(name.strip() for name in _TASK_COLUMNS.split(","))
@@ -308,6 +311,7 @@ def _task(row: Row, db: Session) -> Task:
         started_at=ts(row["started_at"]),
         finished_at=ts(row["finished_at"]),
         last_event_at=ts(row["last_event_at"]),
+        worker=row["worker"],
     )
 
 
@@ -432,14 +436,47 @@ class SqlTasks:
         )
         return [_task(row, self.db) for row in rows]
 
-    async def next_waiting(self, provider: Provider) -> Task | None:
+    async def next_waiting(self, provider: Provider, worker: str) -> Task | None:
         row = await self.db.one(
             f"SELECT {_TASK_COLUMNS} FROM task WHERE provider = :provider AND status = :status"
-            " ORDER BY id LIMIT 1",
+            " AND (worker IS NULL OR worker = :worker) ORDER BY id LIMIT 1",
             provider=provider,
             status=TaskStatus.NOT_START,
+            worker=worker,
         )
         return None if row is None else _task(row, self.db)
+
+    async def count_waiting_for(self, provider: Provider, worker: str) -> int:
+        return int(
+            await self.db.scalar(
+                "SELECT COUNT(*) FROM task WHERE provider = :provider AND status = :status"
+                " AND worker = :worker",
+                provider=provider,
+                status=TaskStatus.NOT_START,
+                worker=worker,
+            )
+        )
+
+    async def unfinished_on(self, provider: Provider, worker: str, limit: int) -> Sequence[Task]:
+        rows = await self.db.all(
+            f"SELECT {_TASK_COLUMNS} FROM task WHERE worker = :worker AND provider = :provider"
+            " AND status IN (:waiting, :submitted, :in_progress) ORDER BY id LIMIT :limit",
+            waiting=TaskStatus.NOT_START,
+            submitted=TaskStatus.SUBMITTED,
+            in_progress=TaskStatus.IN_PROGRESS,
+            worker=worker,
+            provider=provider,
+            limit=limit,
+        )
+        return [_task(row, self.db) for row in rows]
+
+    async def count_holding_by_worker(self, provider: Provider) -> Mapping[str, int]:
+        rows = await self.db.all(
+            "SELECT worker, COUNT(*) AS n FROM task WHERE provider = :provider"
+            " AND holds_slot = 1 AND worker IS NOT NULL GROUP BY worker",
+            provider=provider,
+        )
+        return {str(row["worker"]): int(row["n"]) for row in rows}
 
     async def set_holds_slot(self, task_id: str, held: bool) -> bool:
         matched = await self.db.execute(
@@ -525,6 +562,183 @@ class SqlSettings:
         return stored
 
 
+_POOL_COLUMNS = (
+    "name, guild_id, channel_id, user_token, bot_token, concurrency, queue_size, mode,"
+    " enabled, health, health_reason, last_error, running, jobs, failures, last_used_at,"
+    " created_at"
+)
+
+
+@frozen
+class SqlDiscordAccounts:
+    """Tokens are sealed before they are written and opened when read (see
+    :mod:`adapters.secrets`): the table never holds one in the clear."""
+
+    db: Session
+    account_key: str | None = None  # MJCORE_ACCOUNT_KEY; else a key the database keeps
+
+    async def _sealer(self, *, create: bool) -> Sealer | None:
+        if self.account_key:
+            return Sealer(self.account_key)
+        settings = SqlSettings(self.db)
+        key = await (
+            settings.put_if_absent(KEPT_KEY, new_key()) if create else settings.get(KEPT_KEY)
+        )
+        return None if key is None else Sealer(key)
+
+    async def _account(self, row: Row, sealer: Sealer | None) -> DiscordAccount:
+        if sealer is None:
+            raise SealError("Discord tokens are stored but no key to open them is")
+        ts = self.db.dialect.timestamp
+        bot = row["bot_token"]
+        return DiscordAccount(
+            name=row["name"],
+            guild_id=row["guild_id"],
+            channel_id=row["channel_id"],
+            user_token=Secret(sealer.open(row["user_token"])),
+            bot_token=None if bot is None else Secret(sealer.open(bot)),
+            concurrency=int(row["concurrency"]),
+            queue_size=int(row["queue_size"]),
+            mode=Mode(row["mode"]),
+            enabled=bool(row["enabled"]),
+            health=Health(row["health"]),
+            health_reason=row["health_reason"],
+            last_error=row["last_error"],
+            running=int(row["running"]),
+            jobs=int(row["jobs"]),
+            failures=int(row["failures"]),
+            last_used_at=ts(row["last_used_at"]),
+            created_at=ts(row["created_at"]),
+        )
+
+    async def list(self) -> Sequence[DiscordAccount]:
+        rows = await self.db.all(f"SELECT {_POOL_COLUMNS} FROM discord_account ORDER BY name")
+        if not rows:
+            return []
+        sealer = await self._sealer(create=False)
+        return [await self._account(row, sealer) for row in rows]
+
+    async def get(self, name: str) -> DiscordAccount | None:
+        row = await self.db.one(
+            f"SELECT {_POOL_COLUMNS} FROM discord_account WHERE name = :name", name=name
+        )
+        if row is None:
+            return None
+        return await self._account(row, await self._sealer(create=False))
+
+    async def _sealed(self, account: DiscordAccount) -> dict[str, Any]:
+        sealer = await self._sealer(create=True)
+        assert sealer is not None
+        bot = account.bot_token
+        return {
+            "user_token": sealer.seal(account.user_token.reveal()),
+            "bot_token": None if bot is None else sealer.seal(bot.reveal()),
+        }
+
+    async def add(self, account: DiscordAccount) -> None:
+        try:
+            await self.db.execute(
+                f"INSERT INTO discord_account ({_POOL_COLUMNS}) VALUES (:name, :guild_id,"
+                " :channel_id, :user_token, :bot_token, :concurrency, :queue_size, :mode,"
+                " :enabled, :health, :health_reason, :last_error, 0, 0, 0, NULL, :created_at)",
+                name=account.name,
+                guild_id=account.guild_id,
+                channel_id=account.channel_id,
+                concurrency=account.concurrency,
+                queue_size=account.queue_size,
+                mode=account.mode,
+                enabled=account.enabled,
+                health=account.health,
+                health_reason=account.health_reason,
+                last_error=account.last_error,
+                created_at=account.created_at or datetime.now(UTC),
+                **await self._sealed(account),
+            )
+        except DuplicateKey as exc:
+            raise AccountNameTaken(
+                f"an account named {account.name} or on channel {account.channel_id} exists"
+            ) from exc
+
+    async def update(self, account: DiscordAccount) -> bool:
+        try:
+            matched = await self.db.execute(
+                "UPDATE discord_account SET guild_id = :guild_id, channel_id = :channel_id,"
+                " user_token = :user_token, bot_token = :bot_token, concurrency = :concurrency,"
+                " queue_size = :queue_size, mode = :mode WHERE name = :name",
+                name=account.name,
+                guild_id=account.guild_id,
+                channel_id=account.channel_id,
+                concurrency=account.concurrency,
+                queue_size=account.queue_size,
+                mode=account.mode,
+                **await self._sealed(account),
+            )
+        except DuplicateKey as exc:
+            raise AccountNameTaken(f"channel {account.channel_id} has an account") from exc
+        return matched == 1
+
+    async def set_enabled(self, name: str, enabled: bool) -> bool:
+        matched = await self.db.execute(
+            "UPDATE discord_account SET enabled = :enabled WHERE name = :name",
+            enabled=enabled,
+            name=name,
+        )
+        return matched == 1
+
+    async def set_health(
+        self, name: str, health: Health, reason: str | None, error: str | None
+    ) -> bool:
+        matched = await self.db.execute(
+            "UPDATE discord_account SET health = :health, health_reason = :reason,"
+            " last_error = COALESCE(:error, last_error) WHERE name = :name",
+            health=health,
+            reason=None if reason is None else reason[:255],
+            error=None if error is None else error[:255],
+            name=name,
+        )
+        return matched == 1
+
+    async def change_running(self, name: str, delta: int, now: datetime | None = None) -> None:
+        if delta > 0:
+            await self.db.execute(
+                "UPDATE discord_account SET running = running + :delta, jobs = jobs + :delta,"
+                " last_used_at = :now WHERE name = :name",
+                delta=delta,
+                now=now,
+                name=name,
+            )
+        else:
+            await self.db.execute(
+                "UPDATE discord_account SET running = running + :delta WHERE name = :name",
+                delta=delta,
+                name=name,
+            )
+
+    async def record_failure(self, name: str, error: str) -> int:
+        await self.db.execute(
+            "UPDATE discord_account SET failures = failures + 1, last_error = :error"
+            " WHERE name = :name",
+            error=error[:255],
+            name=name,
+        )
+        return int(
+            await self.db.scalar(
+                "SELECT failures FROM discord_account WHERE name = :name", name=name
+            )
+            or 0
+        )
+
+    async def clear_failures(self, name: str) -> None:
+        await self.db.execute(
+            "UPDATE discord_account SET failures = 0 WHERE name = :name AND failures <> 0",
+            name=name,
+        )
+
+    async def remove(self, name: str) -> bool:
+        matched = await self.db.execute("DELETE FROM discord_account WHERE name = :name", name=name)
+        return matched == 1
+
+
 @frozen
 class SqlUploads:
     db: Session
@@ -532,8 +746,9 @@ class SqlUploads:
     async def add(self, upload: UploadRecord) -> None:
         try:
             await self.db.execute(
-                "INSERT INTO upload (trigger_id, account_id, upload_filename, created_at)"
-                " VALUES (:trigger_id, :account_id, :upload_filename, :created_at)",
+                "INSERT INTO upload (trigger_id, account_id, upload_filename, created_at, worker)"
+                " VALUES (:trigger_id, :account_id, :upload_filename, :created_at, :worker)",
+                worker=upload.worker,
                 trigger_id=upload.trigger_id,
                 account_id=upload.account_id,
                 upload_filename=upload.upload_filename,
@@ -544,7 +759,7 @@ class SqlUploads:
 
     async def get(self, trigger_id: str) -> UploadRecord | None:
         row = await self.db.one(
-            "SELECT trigger_id, account_id, upload_filename, created_at FROM upload"
+            "SELECT trigger_id, account_id, upload_filename, created_at, worker FROM upload"
             " WHERE trigger_id = :trigger_id",
             trigger_id=trigger_id,
         )
@@ -555,6 +770,7 @@ class SqlUploads:
             account_id=int(row["account_id"]),
             upload_filename=row["upload_filename"],
             created_at=self.db.dialect.timestamp(row["created_at"]) or _UNKNOWN,
+            worker=row["worker"],
         )
 
 

@@ -13,6 +13,7 @@ from .migrations import apply_migrations, pending_migrations
 from .repositories import (
     SqlAccounts,
     SqlCodes,
+    SqlDiscordAccounts,
     SqlIdempotency,
     SqlLeases,
     SqlLedger,
@@ -32,6 +33,7 @@ class SqlUnitOfWork:
 
     _db: Database
     _readonly: bool
+    _account_key: str | None = None
     _lease: AbstractAsyncContextManager[Connection] | None = field(init=False, default=None)
     _conn: Connection | None = field(init=False, default=None)
     _open: bool = field(init=False, default=False)
@@ -40,6 +42,7 @@ class SqlUnitOfWork:
     codes: SqlCodes = field(init=False)
     tasks: SqlTasks = field(init=False)
     queue: SqlQueue = field(init=False)
+    discord_accounts: SqlDiscordAccounts = field(init=False)
     settings: SqlSettings = field(init=False)
     leases: SqlLeases = field(init=False)
     uploads: SqlUploads = field(init=False)
@@ -62,6 +65,7 @@ class SqlUnitOfWork:
         self.codes = SqlCodes(session)
         self.tasks = SqlTasks(session)
         self.queue = SqlQueue(session)
+        self.discord_accounts = SqlDiscordAccounts(session, self._account_key)
         self.settings = SqlSettings(session)
         self.leases = SqlLeases(session)
         self.uploads = SqlUploads(session)
@@ -104,9 +108,10 @@ class SqlStore:
     """A :class:`mjcore.ports.Store` over any of the SQL drivers."""
 
     db: Database
+    account_key: str | None = field(default=None, repr=False)  # seals Discord tokens
 
     def unit_of_work(self, *, readonly: bool = False) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.db, readonly)
+        return SqlUnitOfWork(self.db, readonly, self.account_key)
 
     async def ping(self) -> None:
         async with self.db.connection() as conn:

@@ -11,15 +11,35 @@ from __future__ import annotations
 import enum
 import logging
 import re
+from collections.abc import Awaitable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from attrs import define, evolve, field, frozen
 
+from .. import events
 from ..clock import Clock
+from ..discord_accounts import (
+    ACCOUNT_CONCURRENCY,
+    ACCOUNT_NAME,
+    ACCOUNT_QUEUE_SIZE,
+    DEFAULT_ACCOUNT,
+    DISCORD_TOKEN,
+    FAILURES_BEFORE_UNHEALTHY,
+    SNOWFLAKE,
+    AccountGone,
+    AccountNameTaken,
+    AccountRejected,
+    DiscordAccount,
+    Health,
+    NoAccountAvailable,
+    account_trouble,
+    pick,
+)
 from ..errors import (
     InvalidInput,
     InvalidTransition,
+    NotFound,
     ProviderError,
     ProviderNotConfigured,
     QueueFull,
@@ -48,6 +68,7 @@ from .jobs import NO_OPTIONS, Extras, JobOptions
 from .tasks import Deadlines, Failure, TaskPage
 
 MJ = Provider.MIDJOURNEY
+T = TypeVar("T")
 log = logging.getLogger("mjcore.midjourney")
 _UPLOAD_NAME = re.compile(r"[\w-]+/(\w+)\.(?:png|jpe?g|webp|gif)")
 
@@ -118,11 +139,6 @@ class MidjourneyService:
     banned_words: tuple[str, ...] = ()
     allowed_parameters: frozenset[str] = frozenset()  # of COSTLY_PARAMETERS
     extras: Extras = field(factory=Extras)  # callbacks and Idempotency-Keys
-    available: bool = True  # False: no Discord credentials; every job is refused up front
-
-    def _check_available(self) -> None:
-        if not self.available:
-            raise ProviderNotConfigured("Midjourney is not available on this server")
 
     # -- accepting jobs -------------------------------------------------------------
 
@@ -161,7 +177,8 @@ class MidjourneyService:
             params["zoomout"] = zoomout
         params = await self.extras.params(params, options)
         draft = self._draft(account_id, action, grid.prompt, params, grid.task_id, grid.trigger_id)
-        return await self._start(draft, options)
+        # its buttons are on the grid's message, in the channel of the account that made it
+        return await self._start(evolve(draft, worker=grid.worker or DEFAULT_ACCOUNT), options)
 
     async def describe(
         self,
@@ -174,20 +191,25 @@ class MidjourneyService:
         found = _UPLOAD_NAME.fullmatch(upload_filename)
         if found is None or found.group(1) != trigger_id:
             raise InvalidInput("upload_filename and trigger_id must both come from one /upload")
-        await self._own_upload(account_id, upload_filename)
+        upload = await self._own_upload(account_id, upload_filename)
         params = await self.extras.params({"upload_filename": upload_filename}, options)
         draft = self._draft(account_id, MjAction.DESCRIBE, "", params, None, trigger_id)
-        return await self._start(draft, options)
+        return await self._start(evolve(draft, worker=upload.worker or DEFAULT_ACCOUNT), options)
 
     async def upload(
         self, account_id: int, data: bytes, content_type: str, suffix: str
     ) -> UploadResult:
         """Hand an image to Discord under a fresh trigger id (free; no task), as the
         caller's: only they may describe it or post it."""
-        self._check_available()
+        account = await self._any_account()
         trigger_id = new_trigger_id()
-        upload = await self.provider.upload(f"{trigger_id}{suffix}", data, content_type)
-        record = UploadRecord(trigger_id, account_id, upload.upload_filename, self.clock())
+        name = f"{trigger_id}{suffix}"
+        upload = await self._at_discord(
+            account, self.provider.upload(account, name, data, content_type)
+        )
+        record = UploadRecord(
+            trigger_id, account_id, upload.upload_filename, self.clock(), account.name
+        )
         async with self.store.unit_of_work() as uow:
             await uow.uploads.add(record)
             await uow.commit()
@@ -195,9 +217,28 @@ class MidjourneyService:
 
     async def send_message(self, account_id: int, upload_filename: str) -> str:
         """Post one of the caller's uploads as a message; its public URL."""
-        await self._own_upload(account_id, upload_filename)
-        self._check_available()
-        return await self.provider.send_message(upload_filename)
+        upload = await self._own_upload(account_id, upload_filename)
+        account = await self._home(upload.worker or DEFAULT_ACCOUNT)
+        return await self._at_discord(account, self.provider.send_message(account, upload_filename))
+
+    async def _any_account(self) -> DiscordAccount:
+        """An account for work outside the queue (an upload): available, least used."""
+        accounts = await self.accounts()
+        if not accounts:
+            raise ProviderNotConfigured("Midjourney is not available on this server")
+        ready = [evolve(a, running=0) for a in accounts if a.available]
+        chosen = pick(ready)
+        if chosen is None:
+            raise NoAccountAvailable("no Discord account is available to run Midjourney jobs")
+        return next(a for a in accounts if a.name == chosen.name)
+
+    async def _home(self, name: str) -> DiscordAccount:
+        """The account something of the caller's lives on, if it is in service."""
+        async with self.store.unit_of_work(readonly=True) as uow:
+            account = await uow.discord_accounts.get(name)
+        if account is None or not account.available:
+            raise AccountGone(f"the Discord account of this upload ({name}) is out of service")
+        return account
 
     async def _own_upload(self, account_id: int, upload_filename: str) -> UploadRecord:
         found = _UPLOAD_NAME.fullmatch(upload_filename)
@@ -257,23 +298,27 @@ class MidjourneyService:
         )
 
     async def _start(self, draft: Task, options: JobOptions = NO_OPTIONS) -> Task:
-        self._check_available()  # before admission: nothing charged, nothing recorded
         task = await self._admit(draft, self.extras.guard(options, draft.task_id))
         if not task.holds_slot:
             return task  # waiting; dispatched when a slot frees
         return (await self._run([task]))[task.task_id]
 
     async def _admit(self, draft: Task, guard: Guard | None = None) -> Task:
-        """Charge and record the job; it runs at once if a slot is free, else it waits."""
+        """Charge and record the job; it runs at once on the pool's account with the most
+        free slots (a follow-up: on its grid's account) if one is free, else it waits."""
         now = draft.created_at
         async with self.store.unit_of_work() as uow:
             queue = await uow.queue.lock(MJ)
+            accounts = await uow.discord_accounts.list()
+            target = await self._target(uow, accounts, draft.worker)  # refusals charge nothing
             if guard is not None:  # an Idempotency-Key: before anything is charged
                 await guard(uow)
             task = evolve(draft, trigger_id=draft.trigger_id or await _fresh_trigger(uow))
-            if queue.running < self.limits.concurrency:
+            if target is not None:
                 task = evolve(task.advance(TaskStatus.SUBMITTED, now), holds_slot=True)
+                task = evolve(task, worker=target.name)
                 await uow.queue.change(MJ, running=1)
+                await uow.discord_accounts.change_running(target.name, 1, now)
             elif queue.waiting >= self.limits.queue_size:
                 raise QueueFull("Task queue is full.")
             else:
@@ -282,52 +327,118 @@ class MidjourneyService:
             await uow.commit()
         return task
 
+    @staticmethod
+    async def _target(
+        uow: UnitOfWork, accounts: Sequence[DiscordAccount], pinned: str | None
+    ) -> DiscordAccount | None:
+        """Where a new job runs now (None: it waits), or why it cannot be accepted."""
+        if not accounts:
+            raise ProviderNotConfigured("Midjourney is not available on this server")
+        if pinned is not None:
+            home = next((a for a in accounts if a.name == pinned), None)
+            if home is None or not home.available:
+                raise AccountGone(_gone(pinned, home))
+            if home.free > 0:
+                return home
+            if await uow.tasks.count_waiting_for(MJ, pinned) >= home.queue_size:
+                raise QueueFull("Task queue is full.")
+            return None
+        if not any(a.available for a in accounts):
+            raise NoAccountAvailable("no Discord account is available to run Midjourney jobs")
+        return pick(accounts)
+
     # -- running and ending jobs ------------------------------------------------------
 
     async def _run(self, tasks: list[Task]) -> dict[str, Task]:
-        """Send each task to Discord; a refusal ends it (refund, slot freed, next one sent)."""
+        """Send each task to Discord through its account; a refusal ends it (refund, slot
+        freed, next one sent). An account whose token Discord refuses, or that is refused
+        again and again, is taken out of service: its jobs fail, others take the queue."""
         outcome: dict[str, Task] = {}
         pending = list(tasks)
+        accounts = {a.name: a for a in await self.accounts()} if pending else {}
         while pending:
             task = pending.pop(0)
+            account = accounts.get(task.worker or "")
             try:
-                await self.provider.submit(task)
+                if account is None:
+                    raise ProviderNotConfigured(f"the Discord account {task.worker} is gone")
+                await self.provider.submit(task, account)
             except SubmissionUncertain as exc:  # maybe at Discord: its events or the timeout end it
                 log.warning("task.uncertain", extra={"task_id": task.task_id, "detail": str(exc)})
                 outcome[task.task_id] = task
-            except ProviderError as exc:
+            except AccountRejected as exc:
+                assert account is not None
+                pending.extend(await self._take_down(account.name, str(exc), Health.REJECTED))
+                outcome[task.task_id] = await lifecycle.get_task(self.store, task.task_id)
+                accounts = {a.name: a for a in await self.accounts()}
+            except (ProviderError, ProviderNotConfigured) as exc:
                 ending = await self._finish(task.task_id, Failure(str(exc), FailureKind.REFUSED))
                 outcome[task.task_id] = ending.task
                 pending.extend(ending.promoted)
+                if account is not None and isinstance(exc, ProviderError):
+                    pending.extend(await self._note_failure(account, str(exc)))
             else:
                 outcome[task.task_id] = task
+                if account is not None and account.failures:
+                    await self._clear_failures(account.name)
+                    accounts[account.name] = evolve(account, failures=0)
         return outcome
+
+    async def _note_failure(self, account: DiscordAccount, error: str) -> list[Task]:
+        """Count a refused interaction; the last of a run takes the account out of service."""
+        async with self.store.unit_of_work() as uow:
+            failures = await uow.discord_accounts.record_failure(account.name, error)
+            await uow.commit()
+        if failures < FAILURES_BEFORE_UNHEALTHY:
+            return []
+        reason = f"{failures} interactions refused in a row ({error})"
+        return await self._take_down(account.name, reason, Health.UNHEALTHY)
+
+    async def _clear_failures(self, name: str) -> None:
+        async with self.store.unit_of_work() as uow:
+            await uow.discord_accounts.clear_failures(name)
+            await uow.commit()
+
+    async def _at_discord(self, account: DiscordAccount, call: Awaitable[T]) -> T:
+        """A call through ``account`` outside any job (an upload, a message): a refused token
+        takes the account out of service, as a refused job does."""
+        try:
+            return await call
+        except AccountRejected as exc:
+            await self._run(await self._take_down(account.name, str(exc), Health.REJECTED))
+            raise
 
     async def _finish(self, task_id: str, failure: Failure | None = None, **changes: Any) -> Ending:
         """End a task (refund on failure, exactly once), free its slot, promote waiting ones."""
         now = self.clock()
         async with self.store.unit_of_work() as uow:
-            queue = await uow.queue.lock(MJ)
+            await uow.queue.lock(MJ)
             current = await lifecycle.locked(uow, task_id)
             if current.status.terminal:
                 return Ending(current, [], changed=False)
             task = await lifecycle.end_in(uow, current, now, failure, **changes)
             task = await _leave_queue(uow, current, task)
-            freed = current.holds_slot and not task.holds_slot
-            promoted = await self._fill(uow, now, queue.running - int(freed))
+            promoted = await self._fill(uow, now)
             await uow.commit()
         return Ending(task, promoted, changed=True)
 
-    async def _fill(self, uow: UnitOfWork, now: datetime, running: int) -> list[Task]:
-        """Start waiting tasks while slots are free (the caller holds the queue lock and
-        says how many slots are taken)."""
+    async def _fill(self, uow: UnitOfWork, now: datetime) -> list[Task]:
+        """Start waiting tasks on accounts with free slots, the most free first (the caller
+        holds the queue lock). A follow-up waits for its own account; others take any."""
+        accounts = {a.name: a for a in await uow.discord_accounts.list()}
+        exhausted: set[str] = set()  # free, but nothing waiting may run there
         promoted = []
-        for _ in range(self.limits.concurrency - running):
-            waiting = await uow.tasks.next_waiting(MJ)
+        while (target := pick(a for a in accounts.values() if a.name not in exhausted)) is not None:
+            waiting = await uow.tasks.next_waiting(MJ, target.name)
             if waiting is None:
-                break
-            started = await lifecycle.move_in(uow, waiting, TaskStatus.SUBMITTED, now)
+                exhausted.add(target.name)
+                continue
+            started = await lifecycle.move_in(
+                uow, waiting, TaskStatus.SUBMITTED, now, worker=target.name
+            )
             await uow.tasks.set_holds_slot(started.task_id, True)
+            await uow.discord_accounts.change_running(target.name, 1, now)
+            accounts[target.name] = evolve(target, running=target.running + 1, last_used_at=now)
             promoted.append(evolve(started, holds_slot=True))
         if promoted:
             await uow.queue.change(MJ, running=len(promoted), waiting=-len(promoted))
@@ -342,17 +453,18 @@ class MidjourneyService:
         admin) any task's slot.
         """
         async with self.store.unit_of_work() as uow:
-            queue = await uow.queue.lock(MJ)
+            await uow.queue.lock(MJ)
             freed = 0
             for task in await uow.tasks.by_trigger(trigger_id):
                 mine = account_id is None or (
                     task.account_id == account_id and task.status.terminal
                 )
-                if mine and task.holds_slot:
-                    freed += await uow.tasks.set_holds_slot(task.task_id, False)
-            if freed:
-                await uow.queue.change(MJ, running=-freed)
-            promoted = await self._fill(uow, self.clock(), queue.running - freed)
+                if mine and task.holds_slot and await uow.tasks.set_holds_slot(task.task_id, False):
+                    freed += 1
+                    await uow.queue.change(MJ, running=-1)
+                    if task.worker is not None:
+                        await uow.discord_accounts.change_running(task.worker, -1)
+            promoted = await self._fill(uow, self.clock())
             await uow.commit()
         await self._run(promoted)
         return freed
@@ -365,11 +477,87 @@ class MidjourneyService:
         for task, failure in overdue:
             promoted += (await self._finish(task.task_id, failure)).promoted
         async with self.store.unit_of_work() as uow:
-            queue = await uow.queue.lock(MJ)
-            promoted += await self._fill(uow, self.clock(), queue.running)
+            await uow.queue.lock(MJ)
+            promoted += await self._fill(uow, self.clock())
             await uow.commit()
         await self._run(promoted)
         return len(overdue)
+
+    # -- the pool of Discord accounts -------------------------------------------------------
+    # The operator's changes are the module functions below (the CLI uses them as they are:
+    # a running server's sweep starts what they free); here each is followed by starting
+    # whatever may run now.
+
+    async def accounts(self) -> Sequence[DiscordAccount]:
+        async with self.store.unit_of_work(readonly=True) as uow:
+            return await uow.discord_accounts.list()
+
+    async def account(self, name: str) -> DiscordAccount:
+        return await discord_account(self.store, name)
+
+    async def add_account(self, account: DiscordAccount) -> DiscordAccount:
+        """Put an account in the pool; it takes waiting jobs at once."""
+        await add_discord_account(self.store, self.clock, account)
+        await self._refill()
+        return await self.account(account.name)
+
+    async def ensure_account(self, account: DiscordAccount) -> None:
+        """The account the settings describe (``MJCORE_DISCORD_*``): added, or its ids,
+        token and limits brought in line; the operator's switch and its health stay."""
+        try:
+            await add_discord_account(self.store, self.clock, account)
+        except AccountNameTaken:
+            await update_discord_account(self.store, account)
+        await self._refill()
+
+    async def enable_account(self, name: str) -> DiscordAccount:
+        await enable_discord_account(self.store, name)
+        await self._refill()
+        return await self.account(name)
+
+    async def disable_account(self, name: str, reason: str = "disabled by the operator") -> int:
+        failed = await disable_discord_account(self.store, self.clock, name, reason)
+        await self._refill()
+        return failed
+
+    async def remove_account(self, name: str) -> int:
+        failed = await remove_discord_account(self.store, self.clock, name)
+        await self._refill()
+        return failed
+
+    async def check_accounts(self) -> list[str]:
+        """Ask Discord about every account that is out of service but switched on; the ones
+        whose token works again are healthy again. Their names."""
+        down = [a for a in await self.accounts() if a.enabled and a.health is not Health.HEALTHY]
+        back = [a.name for a in down if await self.provider.check(a)]
+        if back:
+            async with self.store.unit_of_work() as uow:
+                await uow.queue.lock(MJ)
+                for name in back:
+                    await uow.discord_accounts.set_health(name, Health.HEALTHY, None, None)
+                    await uow.discord_accounts.clear_failures(name)
+                await uow.commit()
+            await self._refill()
+        return back
+
+    async def _refill(self) -> None:
+        """Start what may run now (after the pool changed)."""
+        async with self.store.unit_of_work() as uow:
+            await uow.queue.lock(MJ)
+            promoted = await self._fill(uow, self.clock())
+            await uow.commit()
+        await self._run(promoted)
+
+    async def _take_down(self, name: str, reason: str, health: Health) -> list[Task]:
+        """Mark an account out of service (its jobs fail, refunded once) and start, in the
+        same transaction, what may now run elsewhere."""
+        now = self.clock()
+        async with self.store.unit_of_work() as uow:
+            await uow.queue.lock(MJ)
+            await out_of_service_in(uow, name, reason, now, health=health)
+            promoted = await self._fill(uow, now)
+            await uow.commit()
+        return promoted
 
     async def _keep_copy(self, task: Task, url: str) -> None:
         """Show our copy of the image instead of Discord's expiring URL, if we can make one."""
@@ -479,6 +667,10 @@ class MidjourneyService:
             )
         else:
             ending = await self._finish(task.task_id, _failure(event))
+            trouble = account_trouble(event.reason) if event.type is EventType.ERROR else None
+            if trouble is not None and task.worker is not None:  # the account, not just the job
+                reason = f"Midjourney says: {event.reason}"
+                ending.promoted.extend(await self._take_down(task.worker, reason, Health.UNHEALTHY))
         await self._run(ending.promoted)
         return Handled.UPDATED if ending.changed else Handled.UNCHANGED
 
@@ -503,6 +695,8 @@ async def _leave_queue(uow: UnitOfWork, current: Task, ended: Task) -> Task:
     if current.holds_slot and await uow.tasks.set_holds_slot(current.task_id, False):
         ended = evolve(ended, holds_slot=False)
         await uow.queue.change(MJ, running=-1)
+        if current.worker is not None:
+            await uow.discord_accounts.change_running(current.worker, -1)
     if current.status is TaskStatus.NOT_START:
         await uow.queue.change(MJ, waiting=-1)
     return ended
@@ -536,3 +730,120 @@ async def _fresh_trigger(uow: UnitOfWork) -> str:
         trigger_id = new_trigger_id()
         if not await uow.tasks.by_trigger(trigger_id):
             return trigger_id
+
+
+_ALL = 100_000  # every unfinished job of one account (it runs a few, a few wait for it)
+
+
+def _gone(name: str, account: DiscordAccount | None) -> str:
+    state = "removed" if account is None else account.state
+    return f"the Discord account that made this job's grid ({name}) is {state}"
+
+
+def _check_account(account: DiscordAccount) -> None:
+    ACCOUNT_NAME.check(account.name)
+    SNOWFLAKE.check(account.guild_id)
+    SNOWFLAKE.check(account.channel_id)
+    DISCORD_TOKEN.check(account.user_token.reveal())
+    if account.bot_token is not None:
+        DISCORD_TOKEN.check(account.bot_token.reveal())
+    ACCOUNT_CONCURRENCY.check(account.concurrency)
+    ACCOUNT_QUEUE_SIZE.check(account.queue_size)
+
+
+# -- the operator's changes to the pool (each in one transaction, under the queue's lock) --
+
+
+async def discord_account(store: Store, name: str) -> DiscordAccount:
+    async with store.unit_of_work(readonly=True) as uow:
+        found = await uow.discord_accounts.get(name)
+    if found is None:
+        raise NotFound(f"no Discord account named {name}")
+    return found
+
+
+async def add_discord_account(store: Store, clock: Clock, account: DiscordAccount) -> None:
+    """Put an account in the pool (:class:`AccountNameTaken` if its name or channel is)."""
+    _check_account(account)
+    async with store.unit_of_work() as uow:
+        await uow.queue.lock(MJ)
+        await uow.discord_accounts.add(evolve(account, created_at=clock()))
+        await uow.commit()
+
+
+async def update_discord_account(store: Store, account: DiscordAccount) -> None:
+    """New ids, tokens or limits for an account (its switch, health and counters stay)."""
+    _check_account(account)
+    async with store.unit_of_work() as uow:
+        await uow.queue.lock(MJ)
+        found = await uow.discord_accounts.update(account)
+        await uow.commit()
+    if not found:
+        raise NotFound(f"no Discord account named {account.name}")
+
+
+async def enable_discord_account(store: Store, name: str) -> None:
+    """The operator's switch on, and healthy again (they vouch for it)."""
+    async with store.unit_of_work() as uow:
+        await uow.queue.lock(MJ)
+        found = await uow.discord_accounts.set_enabled(name, True)
+        await uow.discord_accounts.set_health(name, Health.HEALTHY, None, None)
+        await uow.discord_accounts.clear_failures(name)
+        await uow.commit()
+    if not found:
+        raise NotFound(f"no Discord account named {name}")
+
+
+async def disable_discord_account(
+    store: Store, clock: Clock, name: str, reason: str = "disabled by the operator"
+) -> int:
+    """Take an account out of service: its running jobs and the follow-ups waiting for it
+    fail (refunded once); others' waiting jobs go to other accounts. How many failed."""
+    async with store.unit_of_work() as uow:
+        await uow.queue.lock(MJ)
+        if await uow.discord_accounts.get(name) is None:
+            raise NotFound(f"no Discord account named {name}")
+        failed = await out_of_service_in(uow, name, reason, clock(), enabled=False)
+        await uow.commit()
+    return failed
+
+
+async def remove_discord_account(store: Store, clock: Clock, name: str) -> int:
+    """Disable and forget an account (its jobs' history keeps its name). How many failed."""
+    async with store.unit_of_work() as uow:
+        await uow.queue.lock(MJ)
+        if await uow.discord_accounts.get(name) is None:
+            raise NotFound(f"no Discord account named {name}")
+        failed = await out_of_service_in(
+            uow, name, "removed by the operator", clock(), enabled=False
+        )
+        await uow.discord_accounts.remove(name)
+        await uow.commit()
+    return failed
+
+
+async def out_of_service_in(
+    uow: UnitOfWork,
+    name: str,
+    reason: str,
+    now: datetime,
+    *,
+    health: Health | None = None,
+    enabled: bool | None = None,
+) -> int:
+    """Mark an account out of service (switched off, or its health) and fail its running
+    jobs and the follow-ups waiting for it, refunded once, their slots given back (the
+    caller holds the queue lock). How many failed."""
+    if enabled is not None:
+        await uow.discord_accounts.set_enabled(name, enabled)
+    if health is not None:
+        await uow.discord_accounts.set_health(name, health, reason, reason)
+    failure = Failure(f"the Discord account {name} went out of service: {reason}")
+    failed = 0
+    for task in await uow.tasks.unfinished_on(MJ, name, _ALL):
+        current = await lifecycle.locked(uow, task.task_id)
+        if not current.status.terminal:
+            await _leave_queue(uow, current, await lifecycle.end_in(uow, current, now, failure))
+            failed += 1
+    events.account_down(name, reason, health.value if health else "disabled")
+    return failed

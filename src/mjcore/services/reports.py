@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
-from attrs import define, frozen
+from attrs import define, field, frozen
 
 from ..accounts import Account
 from ..clock import Clock
 from ..codes import CODE_EXPIRY_DAYS, RedemptionCode
+from ..discord_accounts import DiscordAccount
 from ..errors import AccountNotFound, NotFound
 from ..ledger import LedgerEntry, LedgerReport, report
 from ..ports import Counts, QueueCounts, Store, TaskQuery
@@ -31,6 +32,7 @@ class Observed:
 
     counts: Counts
     queues: Mapping[Provider, QueueCounts]
+    pool: Sequence[DiscordAccount] = ()
 
 
 QUEUED = (Provider.MIDJOURNEY,)  # the providers that have a queue
@@ -41,7 +43,8 @@ async def observed(store: Store) -> Observed:
     async with store.unit_of_work(readonly=True) as uow:
         counts = await uow.stats.counts()
         queues = {provider: await uow.queue.peek(provider) for provider in QUEUED}
-    return Observed(counts, queues)
+        pool = await uow.discord_accounts.list()
+    return Observed(counts, queues, pool)
 
 
 @frozen
@@ -51,10 +54,13 @@ class QueueCheck:
     provider: Provider
     counters: QueueCounts
     actual: QueueCounts
+    workers: Mapping[str, tuple[int, int]] = field(factory=dict)
+    """Per Discord account that disagrees: its ``running`` counter, and the slots its tasks
+    hold."""
 
     @property
     def ok(self) -> bool:
-        return self.counters == self.actual
+        return self.counters == self.actual and not self.workers
 
 
 async def verify_queue(store: Store, provider: Provider = Provider.MIDJOURNEY) -> QueueCheck:
@@ -63,7 +69,15 @@ async def verify_queue(store: Store, provider: Provider = Provider.MIDJOURNEY) -
         actual = QueueCounts(
             await uow.tasks.count_holding(provider), await uow.tasks.count_waiting(provider)
         )
-    return QueueCheck(provider, counters, actual)
+        holding = await uow.tasks.count_holding_by_worker(provider)
+        accounts = await uow.discord_accounts.list() if provider is Provider.MIDJOURNEY else []
+    counted = {a.name: a.running for a in accounts}
+    workers = {
+        name: (counted.get(name, 0), holding.get(name, 0))
+        for name in counted.keys() | holding.keys()
+        if counted.get(name, 0) != holding.get(name, 0)
+    }
+    return QueueCheck(provider, counters, actual, workers)
 
 
 @frozen
