@@ -23,6 +23,7 @@ from mjcore.services import tasks
 from mjcore.services.tasks import Deadlines
 from mjcore.tasks import Provider
 
+from .admin_pages import admin_routes
 from .bootstrap import AppServices, bootstrap_app
 from .docs_page import docs_routes
 from .http import Doc, Operation, app_services
@@ -32,10 +33,12 @@ from .listener import run_listener
 from .logs import request_id
 from .metrics import Metrics, counting, metrics_route
 from .openapi import openapi_document
+from .pages import shared_routes
 from .readiness import readiness_route
 from .schema import Schema
 from .settings import Settings
 from .trigger_api import trigger_routes
+from .user_pages import user_routes
 
 log = logging.getLogger("mjcore.app")
 IMAGE_HEADERS = {  # a name is never reused: a stored image never changes
@@ -231,6 +234,9 @@ def app_routes() -> list[BaseRoute]:
         trigger_routes(),
         image_routes(),
         *docs_routes(),
+        *shared_routes(),  # the web pages (not in /openapi.json: they answer HTML)
+        *user_routes(),
+        *admin_routes(),
     ]
 
 

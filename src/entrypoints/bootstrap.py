@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from adapters.fireworks import FireworksConfig
     from mjcore.ports import ImageStore
     from mjcore.services.accounts import AccountService
+    from mjcore.services.console import AdminConsole
     from mjcore.services.idempotency import Keys
     from mjcore.services.images import ImageService
     from mjcore.services.midjourney import MidjourneyService
@@ -240,6 +241,7 @@ class AppServices:
     limits: RateLimits
     keys: Keys
     webhooks: WebhookService
+    console: AdminConsole  # the admin pages
 
     async def aclose(self) -> None:
         try:
@@ -333,6 +335,7 @@ async def bootstrap_app(
     from adapters.images import HttpImageMirror, LocalImageStore, MirrorPolicy
     from adapters.webhooks import HttpWebhookSender, Targets
     from mjcore.services.accounts import AccountService, kept_secret
+    from mjcore.services.console import AdminConsole
     from mjcore.services.idempotency import Keys
     from mjcore.services.images import ImageService
     from mjcore.services.jobs import Extras
@@ -430,4 +433,5 @@ async def bootstrap_app(
         limits=limits,
         keys=keys,
         webhooks=webhooks,
+        console=AdminConsole(core.store, clock),
     )

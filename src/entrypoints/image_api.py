@@ -149,7 +149,12 @@ endpoint = guarded(error_response, lambda: _error(500, "服务器错误 (interna
 
 
 async def current_user(request: Request) -> Account:
-    token = bearer_token(request)
+    return await account_of_token(request, bearer_token(request))
+
+
+async def account_of_token(request: Request, token: str | None) -> Account:
+    """The active account a JWT (a Bearer header's, or a page session's) was issued to,
+    under its current token version; else :class:`Unauthorized`."""
     if token is None:
         raise Unauthorized()
     services = app_services(request)
@@ -177,16 +182,23 @@ async def check_admin(request: Request) -> None:
 
 def _admin_credentials(request: Request, settings: Settings) -> bool:
     scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
-    if not (settings.admin_username and settings.admin_password) or scheme.lower() != "basic":
+    if scheme.lower() != "basic":
         return False
     try:
         user, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         return False
+    return bool(sep) and admin_matches(settings, user, password)
+
+
+def admin_matches(settings: Settings, user: str, password: str) -> bool:
+    """Are these the configured admin's name and password? (False when none is set.)"""
+    if not (settings.admin_username and settings.admin_password):
+        return False
     # both compared in constant time, always both
     good_user = hmac.compare_digest(user.encode(), settings.admin_username.encode())
     good_password = hmac.compare_digest(password.encode(), settings.admin_password.encode())
-    return bool(sep and good_user and good_password)
+    return good_user and good_password
 
 
 async def register(request: Request) -> Response:

@@ -130,6 +130,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "auto"  # json, console, or auto: console on a terminal, else JSON
     metrics_token: str | None = field(default=None, repr=False)  # GET /metrics wants it
+    demo: bool = False  # try-it mode: stand-in providers, seeded users (mjcore serve --demo)
 
     @property
     def banned(self) -> tuple[str, ...]:
@@ -153,6 +154,7 @@ class Settings:
             "callback_url": reader.get("CALLBACK_URL", _http_url),
             "webhook_secret": reader.get("WEBHOOK_SECRET", _webhook_secret),
             "webhook_allow_private": reader.get("WEBHOOK_ALLOW_PRIVATE", _flag),
+            "demo": reader.get("DEMO", _flag),
             "webhook_attempts": reader.get("WEBHOOK_ATTEMPTS", _int_between(1, 30)),
             "webhook_first_retry_s": reader.get("WEBHOOK_FIRST_RETRY_S", _seconds),
             "webhook_last_retry_s": reader.get("WEBHOOK_LAST_RETRY_S", _long_seconds),

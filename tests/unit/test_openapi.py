@@ -11,6 +11,7 @@ from starlette.routing import Mount, Route
 from entrypoints.app import create_app, document
 from entrypoints.http import Doc, Operation
 from entrypoints.openapi import openapi_document
+from entrypoints.pages import PageRoute
 from entrypoints.schema import BadRequest, make_converter, rule, structure
 from entrypoints.settings import Settings
 from mjcore import midjourney as mj
@@ -29,6 +30,8 @@ def served_operations() -> set[tuple[str, str]]:
         for route in routes:
             if isinstance(route, Mount):
                 walk(list(route.routes), prefix + route.path)
+            elif isinstance(route, PageRoute):
+                continue  # the web pages answer HTML to browsers; the document is the API's
             elif isinstance(route, Route) and "{rest:path}" not in route.path:
                 for method in route.methods or ():
                     if method != "HEAD":

@@ -348,6 +348,10 @@ class AccountService:
             generated = await uow.tasks.count(TaskQuery(account.id, TaskStatus.SUCCESS))
         return Profile(account, generated)
 
+    async def rotate_key(self, account: Account) -> CreatedAccount:
+        """A new app key for the account (shown once); its older JWTs stop working."""
+        return await rotate_key(self.store, self.clock, account.user_name)
+
     async def redeem(
         self, account_id: int, code: str, options: JobOptions = NO_OPTIONS
     ) -> Redemption:

@@ -1,0 +1,359 @@
+"""The user's web pages (``/web``): register, log in, balance, redeem, generate, gallery,
+Midjourney jobs with their buttons, app key rotation.
+
+Each handler parses the form with the JSON API's request class (so a limit lives once),
+calls the same service as the API, and renders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from attrs import frozen
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+from mjcore import midjourney as mj
+from mjcore.accounts import Account
+from mjcore.errors import InvalidInput
+from mjcore.midjourney import MjAction
+from mjcore.ports import ImageRequest
+from mjcore.services import images
+from mjcore.services.midjourney import ParentRef
+from mjcore.tasks import Provider, Task, TaskStatus
+
+from .http import app_services
+from .image_schema import GenerateIn, LoginIn, RedeemIn, RegisterIn
+from .page_text import translate
+from .pages import (
+    SESSION,
+    PageRoute,
+    end_sessions,
+    form,
+    language,
+    new_csrf,
+    page,
+    problem,
+    render,
+    safe_next,
+    see,
+    start_session,
+)
+from .ratelimit import client_address
+from .schema import make_converter, structure
+
+T = TypeVar("T")
+FORM = make_converter(lenient=True)  # form fields are text: "42" is a seed of 42
+JOBS_SHOWN = 20
+REFRESH_S = 2
+
+
+def _account(request: Request) -> Account:
+    account: Account = request.state.user
+    return account
+
+
+async def attempt(request: Request, work: Awaitable[T]) -> tuple[T | None, tuple[int, str] | None]:
+    """The result, or the status and message the APIs give for the error."""
+    try:
+        return await work, None
+    except Exception as exc:
+        known = problem(request, exc)
+        if known is None:
+            raise
+        return None, known
+
+
+def _fields(given: dict[str, str], *names: str) -> dict[str, Any]:
+    """The named fields a form filled in (an empty field is an absent one)."""
+    return {name: given[name] for name in names if given.get(name, "") != ""}
+
+
+# -- logging in -----------------------------------------------------------------------------
+
+
+async def login_page(request: Request) -> Response:
+    if request.method == "GET":
+        notice = (
+            translate(language(request), "registered")
+            if "registered" in request.query_params
+            else None
+        )
+        return render(
+            request,
+            "login.html",
+            next=request.query_params.get("next", ""),
+            username="",
+            notice=notice,
+        )
+    fields = await form(request)
+    services = app_services(request)
+
+    async def log_in() -> Account:
+        body = structure(FORM, _fields(fields, "username", "password"), LoginIn, "form")
+        await services.limits.login(client_address(request), body.username)
+        return (await services.accounts.login(body.username, body.password)).account
+
+    account, failed = await attempt(request, log_in())
+    if account is None:
+        assert failed is not None
+        status, message = failed
+        return render(
+            request,
+            "login.html",
+            status,
+            next=fields.get("next", ""),
+            username=fields.get("username", ""),
+            error=message,
+        )
+    response = see(safe_next(fields.get("next"), "/web/"))
+    new_csrf(request)  # a new session, a new token
+    start_session(response, request, account)
+    return response
+
+
+async def register_page(request: Request) -> Response:
+    if request.method == "GET":
+        return render(request, "register.html", username="")
+    fields = await form(request)
+    services = app_services(request)
+
+    async def sign_up() -> Account:
+        body = structure(FORM, _fields(fields, "username", "password"), RegisterIn, "form")
+        await services.limits.register(client_address(request), body.username)
+        return await services.accounts.register(body.username, body.password)
+
+    account, failed = await attempt(request, sign_up())
+    if account is None:
+        assert failed is not None
+        return render(
+            request,
+            "register.html",
+            failed[0],
+            username=fields.get("username", ""),
+            error=failed[1],
+        )
+    return see("/web/login?registered=1")
+
+
+async def logout(request: Request) -> Response:
+    await form(request)
+    response = see("/web/login")
+    end_sessions(response, SESSION)
+    return response
+
+
+# -- balance, redeem, generate ------------------------------------------------------------------
+
+
+async def dashboard(request: Request, status: int = 200, **context: Any) -> Response:
+    services = app_services(request)
+    profile = await services.accounts.profile(_account(request))
+    context.setdefault("asked", {"aspect_ratio": "1:1", "output_format": "png"})
+    return render(
+        request,
+        "dashboard.html",
+        status,
+        profile=profile,
+        fireworks=services.providers.fireworks,
+        ratios=images.ASPECT_RATIOS,
+        formats=images.FORMATS,
+        prompt_max=images.PROMPT.max_length,
+        **context,
+    )
+
+
+async def home(request: Request) -> Response:
+    return await dashboard(request)
+
+
+async def redeem(request: Request) -> Response:
+    fields = await form(request)
+    account = _account(request)
+
+    async def use_code() -> tuple[int, int]:
+        body = structure(FORM, _fields(fields, "code"), RedeemIn, "form")
+        done = await app_services(request).accounts.redeem(account.id, body.code)
+        return done.credits, done.balance
+
+    done, failed = await attempt(request, use_code())
+    if done is None:
+        assert failed is not None
+        return await dashboard(request, failed[0], error=failed[1])
+    notice = translate(language(request), "redeemed", credits=done[0], balance=done[1])
+    return await dashboard(request, notice=notice)
+
+
+async def generate(request: Request) -> Response:
+    fields = await form(request)
+    account = _account(request)
+    asked = _fields(fields, "prompt", "aspect_ratio", "output_format", "seed")
+
+    async def make() -> images.Generated:
+        body = structure(FORM, asked, GenerateIn, "form")
+        wanted = ImageRequest(body.prompt, body.aspect_ratio, body.output_format, body.seed)
+        return await app_services(request).images.generate(account.id, wanted)
+
+    made, failed = await attempt(request, make())
+    shown = {"aspect_ratio": "1:1", "output_format": "png"} | asked
+    if made is None:
+        assert failed is not None
+        return await dashboard(request, failed[0], error=failed[1], asked=shown)
+    notice = translate(language(request), "generated_ok", credits=made.credits_remaining)
+    return await dashboard(request, notice=notice, made=made, asked=shown)
+
+
+async def gallery(request: Request) -> Response:
+    found = await app_services(request).images.records(_account(request).id, 100)
+    return render(request, "gallery.html", records=found)
+
+
+# -- Midjourney ---------------------------------------------------------------------------------
+
+
+@frozen
+class Button:
+    """A button under a finished job: what it posts, and its label."""
+
+    value: str
+    label: str
+
+
+GRID_ACTIONS = (
+    MjAction.IMAGINE,
+    MjAction.VARIATION,
+    MjAction.RESET,
+    MjAction.EXPAND,
+    MjAction.ZOOMOUT,
+)
+
+
+def buttons(lang: str) -> Any:
+    """The buttons a finished job shows: a grid's U1–U4, V1–V4 and reroll; an upscale's
+    zoom, pan and vary."""
+
+    def of(task: Task) -> list[Button]:
+        if task.action in {a.value for a in GRID_ACTIONS} and task.action != MjAction.EXPAND:
+            return [
+                *(Button(f"upscale:{i}", f"U{i}") for i in range(1, 5)),
+                *(Button(f"variation:{i}", f"V{i}") for i in range(1, 5)),
+                Button("reset", "🔄 " + translate(lang, "reroll")),
+            ]
+        if task.action in (MjAction.UPSCALE.value, MjAction.EXPAND.value):
+            return [
+                *(Button(f"zoomout:{n}", translate(lang, "zoom", n=n)) for n in (50, 75)),
+                *(Button(f"expand:{d}", translate(lang, "pan", d=d)) for d in mj.DIRECTIONS),
+                Button("solo_variation", translate(lang, "vary")),
+            ]
+        return []
+
+    return of
+
+
+async def midjourney_page(request: Request, status: int = 200, **context: Any) -> Response:
+    services = app_services(request)
+    found = await services.midjourney.tasks(_account(request).id, None, JOBS_SHOWN, 0)
+    jobs = [t for t in found.tasks if t.provider is Provider.MIDJOURNEY]
+    running = any(not t.status.terminal for t in jobs)
+    return render(
+        request,
+        "midjourney.html",
+        status,
+        jobs=jobs,
+        available=services.providers.midjourney,
+        buttons=buttons(language(request)),
+        prompt_max=mj.PROMPT.max_length,
+        refresh=REFRESH_S if running else None,
+        **context,
+    )
+
+
+async def midjourney_home(request: Request) -> Response:
+    return await midjourney_page(request)
+
+
+async def _after(request: Request, result: tuple[Task | None, tuple[int, str] | None]) -> Response:
+    task, failed = result
+    if task is None:
+        assert failed is not None
+        return await midjourney_page(request, failed[0], error=failed[1])
+    if task.status is TaskStatus.FAILURE:  # Discord refused at once: refunded
+        return await midjourney_page(request, 502, error=task.fail_reason)
+    notice = translate(language(request), "accepted", task_id=task.task_id)
+    return await midjourney_page(request, notice=notice)
+
+
+async def imagine(request: Request) -> Response:
+    fields = await form(request)
+    prompt = fields.get("prompt", "")
+    mj_service = app_services(request).midjourney
+    return await _after(
+        request, await attempt(request, mj_service.imagine(_account(request).id, prompt))
+    )
+
+
+async def press(request: Request) -> Response:
+    fields = await form(request)
+    name, _, argument = fields.get("button", "").partition(":")
+
+    async def push() -> Task:
+        try:
+            action = MjAction(name)
+        except ValueError:
+            raise InvalidInput(f"no button {name!r}") from None
+        if not action.is_button:
+            raise InvalidInput(f"no button {name!r}")
+        index, direction, zoomout = 1, None, None
+        if action in (MjAction.UPSCALE, MjAction.VARIATION):
+            index = int(argument) if argument.isdigit() else 0
+            mj.INDEX.check(index)
+        elif action is MjAction.EXPAND:
+            mj.DIRECTION.check(argument)
+            direction = argument
+        elif action is MjAction.ZOOMOUT:
+            zoomout = int(argument) if argument.isdigit() else 0
+            mj.ZOOMOUT.check(zoomout)
+        parent = ParentRef(task_id=fields.get("task_id", "")[:64])
+        return await app_services(request).midjourney.press(
+            _account(request).id,
+            action,
+            parent,
+            index=index,
+            direction=direction,
+            zoomout=zoomout,
+        )
+
+    return await _after(request, await attempt(request, push()))
+
+
+# -- app key ----------------------------------------------------------------------------------
+
+
+async def key_page(request: Request) -> Response:
+    if request.method == "GET":
+        return render(request, "key.html")
+    await form(request)
+    rotated = await app_services(request).accounts.rotate_key(_account(request))
+    request.state.user = rotated.account
+    response = render(request, "key.html", new_key=rotated.app_key)
+    start_session(response, request, rotated.account)  # the rotation ended the older one
+    return response
+
+
+def user_routes() -> list[BaseRoute]:
+    both = ["GET", "POST"]
+    return [
+        PageRoute("/web/login", page(login_page, "anyone"), both),
+        PageRoute("/web/register", page(register_page, "anyone"), both),
+        PageRoute("/web/logout", page(logout), ["POST"]),
+        PageRoute("/web/", page(home), ["GET"]),
+        PageRoute("/web/redeem", page(redeem), ["POST"]),
+        PageRoute("/web/generate", page(generate), ["POST"]),
+        PageRoute("/web/gallery", page(gallery), ["GET"]),
+        PageRoute("/web/midjourney", page(midjourney_home), ["GET"]),
+        PageRoute("/web/midjourney", page(imagine), ["POST"]),
+        PageRoute("/web/midjourney/press", page(press), ["POST"]),
+        PageRoute("/web/key", page(key_page), both),
+    ]
