@@ -150,7 +150,8 @@ async def logout(request: Request) -> Response:
 
 async def dashboard(request: Request, status: int = 200, **context: Any) -> Response:
     services = app_services(request)
-    profile = await services.accounts.profile(_account(request))
+    current = await services.accounts.active(_account(request).id)  # after what was done
+    profile = await services.accounts.profile(current or _account(request))
     context.setdefault("asked", {"aspect_ratio": "1:1", "output_format": "png"})
     return render(
         request,
