@@ -267,12 +267,17 @@ async def midjourney_page(request: Request, status: int = 200, **context: Any) -
         buttons=buttons(language(request)),
         prompt_max=mj.PROMPT.max_length,
         refresh=REFRESH_S if running else None,
+        refresh_to="/web/midjourney",  # a GET, also after a form was posted
         **context,
     )
 
 
 async def midjourney_home(request: Request) -> Response:
-    return await midjourney_page(request)
+    accepted = request.query_params.get("accepted", "")[:64]
+    if not accepted:
+        return await midjourney_page(request)
+    notice = translate(language(request), "accepted", task_id=accepted)
+    return await midjourney_page(request, notice=notice)
 
 
 async def _after(request: Request, result: tuple[Task | None, tuple[int, str] | None]) -> Response:
@@ -282,8 +287,7 @@ async def _after(request: Request, result: tuple[Task | None, tuple[int, str] | 
         return await midjourney_page(request, failed[0], error=failed[1])
     if task.status is TaskStatus.FAILURE:  # Discord refused at once: refunded
         return await midjourney_page(request, 502, error=task.fail_reason)
-    notice = translate(language(request), "accepted", task_id=task.task_id)
-    return await midjourney_page(request, notice=notice)
+    return see(f"/web/midjourney?accepted={task.task_id}")
 
 
 async def imagine(request: Request) -> Response:
