@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from adapters.discord import DiscordConfig
     from adapters.fireworks import FireworksConfig
-    from mjcore.ports import ImageStore
+    from mjcore.ports import ImageGenerator, ImageMirror, ImageStore, MidjourneyProvider
     from mjcore.services.accounts import AccountService
     from mjcore.services.console import AdminConsole
     from mjcore.services.idempotency import Keys
@@ -108,6 +108,48 @@ async def open_store(
             await open_postgres(url.replace("postgres://", "postgresql://", 1), pool_size)
         )
     raise ValueError(f"no store for {scheme!r} URLs")
+
+
+class DemoRefused(Exception):
+    """Demo mode was asked for while real provider credentials are configured."""
+
+
+DEMO_USER = ("demo", "demo-password", 100)  # name, password, credits: seeded in demo mode
+
+
+def check_demo(settings: Settings) -> None:
+    """Refuse demo mode next to real credentials: a demo must never spend real money."""
+    if not settings.demo:
+        return
+    real = [
+        name
+        for name, value in (
+            ("MJCORE_DISCORD_USER_TOKEN", settings.discord_user_token),
+            ("MJCORE_DISCORD_BOT_TOKEN", settings.discord_bot_token),
+            ("MJCORE_FIREWORKS_API_KEY", settings.fireworks_api_key),
+        )
+        if value
+    ]
+    if real:
+        raise DemoRefused(
+            f"demo mode uses stand-in providers only; unset {', '.join(real)} to run it"
+        )
+
+
+async def seed_demo(services: AppServices) -> None:
+    """The demo user (with credits) and the stand-in Discord account, if not there yet."""
+    from adapters.demo import DEMO_ACCOUNT
+    from mjcore.errors import UserNameTaken
+    from mjcore.services.accounts import create_account, set_password
+
+    core = services.core
+    await services.midjourney.ensure_account(DEMO_ACCOUNT)
+    name, password, credits = DEMO_USER
+    try:
+        await create_account(core.store, core.clock, name, credits)
+    except UserNameTaken:
+        return  # seeded before (or by another worker just now)
+    await set_password(core.store, core.clock, core.hasher, name, password)
 
 
 @define
@@ -242,9 +284,12 @@ class AppServices:
     keys: Keys
     webhooks: WebhookService
     console: AdminConsole  # the admin pages
+    closers: tuple[Callable[[], Awaitable[None]], ...] = ()  # e.g. demo jobs still playing
 
     async def aclose(self) -> None:
         try:
+            for close in self.closers:
+                await close()
             for client in self.clients:
                 await client.aclose()
             await self.limits.aclose()
@@ -309,6 +354,8 @@ def settings_account(settings: Settings) -> DiscordAccount | None:
 
 def providers(settings: Settings, pool: Sequence[DiscordAccount] = ()) -> Providers:
     """What the settings (and, once the database is open, the pool) make usable."""
+    if settings.demo:  # the stand-ins: both providers, no listener
+        return Providers(midjourney=True, fireworks=True, listener=False)
     bot = settings.discord_bot_token
     return Providers(
         midjourney=settings_account(settings) is not None or bool(pool),
@@ -348,6 +395,7 @@ async def bootstrap_app(
     from .ratelimit import open_rate_limits
     from .tokens import Tokens
 
+    check_demo(settings)
     limits = await open_rate_limits(settings)
     try:
         core = await bootstrap(settings, store=store, clock=clock)
@@ -379,15 +427,25 @@ async def bootstrap_app(
     )
     keys = Keys(core.store, clock, settings.idempotency_ttl_s)
     extras = Extras(keys, targets, settings.callback_url)
-    fireworks = FireworksImages(slow, fireworks_config(settings))
     images = LocalImageStore(Path(settings.image_dir), settings.public_url)
-    discord = DiscordMidjourney(http, discord_config(settings))
+    fireworks_config_ = fireworks_config(settings)
+    generator: ImageGenerator = FireworksImages(slow, fireworks_config_)
+    discord: MidjourneyProvider = DiscordMidjourney(http, discord_config(settings))
+    mirror: ImageMirror = HttpImageMirror(copies, images, policy)
+    closers: list[Callable[[], Awaitable[None]]] = []
+    demo = None
+    if settings.demo:  # try-it mode: stand-ins behind the same ports
+        from adapters.demo import DemoImages, DemoMidjourney, DemoMirror
+
+        generator, mirror = DemoImages(), DemoMirror(settings.public_url)
+        discord = demo = DemoMidjourney(images)
+        closers.append(demo.aclose)
     midjourney = MidjourneyService(
         store=core.store,
         clock=clock,
         prices=settings.prices,
         provider=discord,
-        mirror=HttpImageMirror(copies, images, policy),
+        mirror=mirror,
         limits=QueueLimits(
             settings.mj_concurrency,
             settings.mj_queue_size,
@@ -398,6 +456,8 @@ async def bootstrap_app(
         allowed_parameters=settings.mj_allowed_parameters,
         extras=extras,
     )
+    if demo is not None:
+        demo.deliver_to(midjourney.handle)
     default = settings_account(settings)
     if default is not None:  # the settings' account joins the pool (or is kept up to date)
         await midjourney.ensure_account(default)
@@ -412,7 +472,7 @@ async def bootstrap_app(
         ),
         attempt_s=settings.webhook_timeout_s,
     )
-    return AppServices(
+    app = AppServices(
         core=core,
         clients=(http, slow, copies, hooks),
         image_store=images,
@@ -422,9 +482,9 @@ async def bootstrap_app(
             core.store,
             clock,
             settings.prices,
-            fireworks,
+            generator,
             images,
-            available=fireworks.config.configured,
+            available=settings.demo or fireworks_config_.configured,
             extras=extras,
         ),
         admin=AdminService(core.store, clock),
@@ -434,4 +494,8 @@ async def bootstrap_app(
         keys=keys,
         webhooks=webhooks,
         console=AdminConsole(core.store, clock),
+        closers=tuple(closers),
     )
+    if settings.demo:
+        await seed_demo(app)
+    return app

@@ -150,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=_whole(1, 512), default=1, help="server processes (uvicorn workers)"
     )
     serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="try-it mode: stand-in Midjourney and Fireworks (placeholder images), a seeded"
+        " demo user and admin printed at start; refused when real credentials are set",
+    )
+    serve.add_argument(
         "--forwarded-allow-ips",
         default=None,
         help="proxies whose X-Forwarded-For is trusted for the client address (comma-separated"
@@ -340,6 +346,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.handler is None:
         from .server import serve
 
+        if args.demo:
+            from .server import demo_settings
+
+            settings = demo_settings(settings, os.environ)
         return serve(settings, args.host, args.port, args.workers, args.forwarded_allow_ips)
     try:
         output = asyncio.run(_run(args.handler, settings, args))

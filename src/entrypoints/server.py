@@ -5,17 +5,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import shutil
 import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from .bootstrap import StoreUnavailable, check_driver, providers, redacted_url, version
+from attrs import evolve
+
+from .bootstrap import (
+    DEMO_USER,
+    DemoRefused,
+    StoreUnavailable,
+    check_demo,
+    check_driver,
+    providers,
+    redacted_url,
+    version,
+)
 from .logs import configure_logging, logging_config
 from .metrics import MULTIPROCESS_DIR, bury_dead_workers, pid_alive, prepare_directory
 from .settings import Settings
@@ -45,6 +57,33 @@ def startup_fields(settings: Settings, host: str, port: int, workers: int) -> di
     }
 
 
+def demo_settings(settings: Settings, env: MutableMapping[str, str]) -> Settings:
+    """Try-it mode for ``serve --demo``: set in ``env`` too (the workers read their settings
+    from it), with an admin made up for the run unless one is configured."""
+    env["MJCORE_DEMO"] = "1"
+    if not (settings.admin_username and settings.admin_password):
+        env["MJCORE_ADMIN_USERNAME"] = "admin"
+        env["MJCORE_ADMIN_PASSWORD"] = secrets.token_urlsafe(12)
+    return evolve(
+        settings,
+        demo=True,
+        admin_username=env.get("MJCORE_ADMIN_USERNAME"),
+        admin_password=env.get("MJCORE_ADMIN_PASSWORD"),
+    )
+
+
+def demo_banner(settings: Settings, host: str, port: int) -> str:
+    """What ``serve --demo`` prints at start: where to go and who to log in as."""
+    name, password, _ = DEMO_USER
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
+    return (
+        f"mjcore demo: stand-in providers, nothing is sent to Midjourney or Fireworks.\n"
+        f"  user pages:  {url}/web/   user {name!r}, password {password!r}\n"
+        f"  admin pages: {url}/admin/ user {settings.admin_username!r},"
+        f" password {settings.admin_password!r}"
+    )
+
+
 def serve(
     settings: Settings,
     host: str,
@@ -56,9 +95,12 @@ def serve(
 
     try:
         check_driver(settings.database_url)
-    except StoreUnavailable as exc:
+        check_demo(settings)
+    except (StoreUnavailable, DemoRefused) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if settings.demo:
+        print(demo_banner(settings, host, port), flush=True)
     configure_logging(settings)
     with multiprocess_metrics(workers) as metrics_dir:
         fields = startup_fields(settings, host, port, workers)
