@@ -287,10 +287,30 @@ async def pool_change(request: Request) -> Response:
     return await pool(request, notice=done)
 
 
-async def webhooks(request: Request) -> Response:
+async def webhooks(request: Request, status: int = 200, **context: Any) -> Response:
     failed = request.query_params.get("failed") == "1"
     found = await app_services(request).admin.deliveries(failed=failed, limit=LISTED)
-    return render(request, "admin_webhooks.html", found=found, failed=failed)
+    return render(request, "admin_webhooks.html", status, found=found, failed=failed, **context)
+
+
+async def webhooks_home(request: Request) -> Response:
+    return await webhooks(request)
+
+
+async def webhook_retry(request: Request) -> Response:
+    fields = await form(request)
+    given = fields.get("delivery", "")
+    admin = app_services(request).admin
+
+    async def retry() -> str:
+        delivery = await admin.retry_delivery(_whole(given, "delivery"))
+        return f"{delivery.webhook_id}: {delivery.status}"
+
+    done, failed = await attempt(request, retry())
+    if done is None:
+        assert failed is not None
+        return await webhooks(request, failed[0], error=failed[1])
+    return await webhooks(request, notice=done)
 
 
 async def ledger(request: Request) -> Response:
@@ -321,6 +341,7 @@ def admin_routes() -> list[BaseRoute]:
         admin("/admin/tasks/fail", tasks_fail, post),
         admin("/admin/pool", pool_home, get),
         *(admin(f"/admin/pool/{verb}", pool_change, post) for verb in ("enable", "disable")),
-        admin("/admin/webhooks", webhooks, get),
+        admin("/admin/webhooks", webhooks_home, get),
+        admin("/admin/webhooks/retry", webhook_retry, post),
         admin("/admin/ledger", ledger, ["GET", "POST"]),
     ]

@@ -135,6 +135,7 @@ TEXT: dict[str, tuple[str, str]] = {  # key: (English, 中文)
     "pool_empty": ("No Discord account in the pool.", "账号池为空。"),
     "pool_changed": ("{name}: {state}.", "{name}：{state}。"),
     "delivery": ("Delivery", "投递"),
+    "retry": ("Send again", "重新发送"),
     "attempts": ("Attempts", "尝试次数"),
     "url": ("URL", "地址"),
     "verify": ("Verify the ledger", "校验账本"),

@@ -14,6 +14,7 @@ import pytest
 from entrypoints.pages import PageRoute
 from mjcore.services.accounts import create_account, set_password
 
+from ..fakes.discord import FakeDiscord
 from ..inprocess import InProcess, in_process
 
 ADMIN = ("root", "admin-password-for-tests")
@@ -239,3 +240,29 @@ async def test_the_admin_csv_lists_codes_and_the_ledger_check_reports(app: InPro
     assert 'data-ok="true"' in checked.text
     overview = await admin.get("/admin/")
     assert overview.text.count("<svg") == 2
+
+
+async def test_the_admin_fails_a_stuck_job_and_it_is_refunded_once(
+    discord: FakeDiscord, tmp_path: Path
+) -> None:
+    env = discord.env() | {"MJCORE_ADMIN_USERNAME": ADMIN[0], "MJCORE_ADMIN_PASSWORD": ADMIN[1]}
+    async with in_process(env, tmp_path) as served:
+        user = await logged_in(served, "grace", 2)
+        token = csrf_of((await user.get("/web/")).text)
+        sent = await user.post("/web/midjourney", data={"csrf": token, "prompt": "a stuck job"})
+        assert sent.status_code == 303  # accepted; nobody at the fake Discord answers
+        assert re.search(r'id="balance">1<', (await user.get("/web/")).text)
+        admin = await admin_browser(served)
+        listed = await admin.get("/admin/tasks", params={"status": "SUBMITTED", "user": "grace"})
+        [task_id] = re.findall(r'<tr data-task="([^"]+)">', listed.text)
+        token = csrf_of(listed.text)
+        for _ in range(2):  # the second time it has ended already: nothing more
+            failed = await admin.post(
+                "/admin/tasks/fail", data={"csrf": token, "task_id": task_id, "reason": "stuck"}
+            )
+            assert failed.status_code == 200 and f"{task_id}: FAILURE" in failed.text
+        assert re.search(r'id="balance">2<', (await user.get("/web/")).text)
+        job = await user.get("/web/midjourney")
+        assert f'id="job-{task_id}" data-status="FAILURE"' in job.text and "stuck" in job.text
+        checked = await admin.post("/admin/ledger", data={"csrf": token})
+        assert 'data-ok="true"' in checked.text
