@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import re
 import secrets
@@ -156,8 +157,6 @@ def problem(request: Request, exc: Exception) -> tuple[int, str] | None:
     answer = image_api.error_response(exc) or trigger_api.error_response(exc)
     if answer is None:
         return None
-    import json
-
     body = json.loads(bytes(answer.body))
     text = str(body.get("error") or body.get("detail") or "")
     return answer.status_code, localized(text, language(request))

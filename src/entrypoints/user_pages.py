@@ -240,7 +240,7 @@ def buttons(lang: str) -> Any:
             return [
                 *(Button(f"upscale:{i}", f"U{i}") for i in range(1, 5)),
                 *(Button(f"variation:{i}", f"V{i}") for i in range(1, 5)),
-                Button("reset", "🔄 " + translate(lang, "reroll")),
+                Button("reset", translate(lang, "reroll")),
             ]
         if task.action in (MjAction.UPSCALE.value, MjAction.EXPAND.value):
             return [

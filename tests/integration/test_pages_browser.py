@@ -273,3 +273,42 @@ def test_a_midjourney_job_from_imagine_to_u1_in_the_page(chromium: Any, tmp_path
             finally:
                 user.close()
                 admin.close()
+
+
+def test_the_demo_in_a_browser(chromium: Any, tmp_path: Path) -> None:
+    """``serve --demo`` end to end: the banner, placeholder images, a simulated grid and
+    upscale; its pages are the README's screenshots (``demo-*``)."""
+    with mjcore_serve({}, tmp_path, "--demo") as server:
+        printed = re.search(r"user 'admin', password '([^']+)'", server.log.read_text())
+        assert printed is not None
+        user = Watched(chromium, server.url)
+        admin = Watched(chromium, server.url)
+        try:
+            log_in(user, "demo", "demo-password")
+            assert "Demo mode" in user.text(".demo")
+            for prompt, ratio in (("a lighthouse at dusk", "16:9"), ("a red fox", "1:1")):
+                user.go("/web/")
+                user.page.select_option("[name=aspect_ratio]", ratio)
+                user.submit("#generate", prompt=prompt)
+                assert user.page.is_visible("#result img")
+            user.shoot("demo-dashboard")
+            page = user.go("/web/midjourney")
+            user.submit("#imagine", prompt="a castle on a hill, watercolor")
+            grid = "article[data-action=imagine][data-status=SUCCESS]"
+            page.wait_for_selector(f"{grid} button[data-button='upscale:2']", timeout=WAIT_MS)
+            with page.expect_navigation():
+                page.click(f"{grid} button[data-button='upscale:2']")
+            page.wait_for_selector(
+                "article[data-action=upscale][data-status=SUCCESS] img", timeout=WAIT_MS
+            )
+            user.shoot("demo-midjourney")
+            user.go("/web/gallery")
+            user.shoot("demo-gallery")
+            admin.go("/admin/login")
+            admin.submit("form[action='/admin/login']", username="admin", password=printed.group(1))
+            assert admin.text("#used-codes") == "0"
+            admin.shoot("demo-admin-overview")
+            assert user.dialogs == [] and user.errors == [] and admin.errors == []
+        finally:
+            user.close()
+            admin.close()
