@@ -47,6 +47,7 @@ from .schema import make_converter, structure
 T = TypeVar("T")
 FORM = make_converter(lenient=True)  # form fields are text: "42" is a seed of 42
 JOBS_SHOWN = 20
+JOBS_READ = 100
 REFRESH_S = 2
 
 
@@ -255,8 +256,9 @@ def buttons(lang: str) -> Any:
 
 async def midjourney_page(request: Request, status: int = 200, **context: Any) -> Response:
     services = app_services(request)
-    found = await services.midjourney.tasks(_account(request).id, None, JOBS_SHOWN, 0)
-    jobs = [t for t in found.tasks if t.provider is Provider.MIDJOURNEY]
+    # the newest of both providers (a query has no provider filter), Midjourney's shown
+    found = await services.midjourney.tasks(_account(request).id, None, JOBS_READ, 0)
+    jobs = [t for t in found.tasks if t.provider is Provider.MIDJOURNEY][:JOBS_SHOWN]
     running = any(not t.status.terminal for t in jobs)
     return render(
         request,

@@ -304,6 +304,13 @@ def test_the_demo_in_a_browser(chromium: Any, tmp_path: Path) -> None:
             user.shoot("demo-midjourney")
             user.go("/web/gallery")
             user.shoot("demo-gallery")
+            user.page.select_option("form.lang select", "zh")  # the switch, kept in a cookie
+            with user.page.expect_navigation():
+                user.page.click("form.lang button")
+            assert user.page.url.endswith("/web/gallery") and "作品" in user.text("h1")
+            user.go("/web/")
+            assert "余额" in user.text(".stats") and "演示模式" in user.text(".demo")
+            user.shoot("demo-dashboard-zh")
             admin.go("/admin/login")
             admin.submit("form[action='/admin/login']", username="admin", password=printed.group(1))
             assert admin.text("#used-codes") == "0"
