@@ -243,10 +243,12 @@ ADMIN_TTL = timedelta(hours=12)
 
 
 def _admin_binding(request: Request) -> str:
-    """Changes with the admin's name or password: a new password ends admin sessions."""
-    settings = app_services(request).core.settings
-    given = f"{settings.admin_username}\0{settings.admin_password}".encode()
-    return hashlib.sha256(b"mjcore-admin-session\0" + given).hexdigest()[:32]
+    """Changes with the admin's name or password, so a new password ends admin sessions;
+    keyed with the JWT secret, so the cookie tells nothing about the password."""
+    services = app_services(request)
+    settings = services.core.settings
+    given = f"admin-session\0{settings.admin_username}\0{settings.admin_password}".encode()
+    return hmac.new(services.tokens.secret.encode(), given, hashlib.sha256).hexdigest()
 
 
 def start_admin_session(response: Response, request: Request) -> None:

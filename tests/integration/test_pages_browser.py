@@ -64,6 +64,13 @@ class Watched:
         self.errors: list[str] = []
         self.page.on("dialog", self._dialog)
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        # a CSP refusal (an inline style or script, an image from elsewhere) is logged so
+        self.page.on("console", self._console)
+
+    def _console(self, message: Any) -> None:
+        # a 4xx page is an answer here (a refused form), not a failure of the page
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            self.errors.append(str(message.text))
 
     def _dialog(self, dialog: Any) -> None:
         self.dialogs.append(dialog.message)
@@ -109,6 +116,7 @@ def log_in(tab: Watched, name: str, password: str) -> Any:
 def admin_tab(browser: Any, served: Served) -> Watched:
     admin = Watched(browser, served.url)
     admin.go("/admin/login")
+    admin.shoot("admin-login")
     admin.submit("form[action='/admin/login']", username=ADMIN[0], password=ADMIN[1])
     assert admin.page.url == f"{served.url}/admin/"
     return admin
