@@ -18,7 +18,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import jwt
@@ -152,9 +152,13 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
 
 
 def problem(request: Request, exc: Exception) -> tuple[int, str] | None:
-    """An error as the APIs word it (one message per rule), in the page's language; None
-    for an error no surface knows."""
-    answer = image_api.error_response(exc) or trigger_api.error_response(exc)
+    """An error as the APIs word it (one message per rule; the Midjourney page as the
+    trigger API, the others as the image API), in the page's language; None for an error
+    no surface knows."""
+    surfaces = [image_api.error_response, trigger_api.error_response]
+    if request.url.path.startswith("/web/midjourney"):  # the trigger API's words first
+        surfaces.reverse()
+    answer = surfaces[0](exc) or surfaces[1](exc)
     if answer is None:
         return None
     body = json.loads(bytes(answer.body))
@@ -323,7 +327,10 @@ def see(location: str) -> RedirectResponse:
     return RedirectResponse(location, status_code=303)
 
 
-def page(handler: PageHandler, who: str = "user") -> PageHandler:
+Who = Literal["user", "admin", "anyone"]
+
+
+def page(handler: PageHandler, who: Who = "user") -> PageHandler:
     """A page handler guarded by its session (``user``, ``admin`` or ``anyone``): without
     it a GET goes to the login page and anything else is refused; errors the APIs know
     become the page with their message; the CSRF cookie is set when new."""

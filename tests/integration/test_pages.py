@@ -266,3 +266,43 @@ async def test_the_admin_fails_a_stuck_job_and_it_is_refunded_once(
         assert f'id="job-{task_id}" data-status="FAILURE"' in job.text and "stuck" in job.text
         checked = await admin.post("/admin/ledger", data={"csrf": token})
         assert 'data-ok="true"' in checked.text
+
+
+async def test_a_disabled_account_loses_its_session_and_buttons_are_checked(
+    app: InProcess,
+) -> None:
+    user = await logged_in(app, "heidi", 3)
+    token = csrf_of((await user.get("/web/")).text)
+    for button in ("nonsense", "describe", "upscale:5", "expand:sideways", "zoomout:60"):
+        refused = await user.post(
+            "/web/midjourney/press", data={"csrf": token, "task_id": "x", "button": button}
+        )
+        assert refused.status_code == 400, button
+    missing = await user.post(
+        "/web/midjourney/press", data={"csrf": token, "task_id": "nope", "button": "upscale:1"}
+    )
+    assert missing.status_code == 404 and "Task not found" in missing.text
+    admin = await admin_browser(app)
+    admin_token = csrf_of((await admin.get("/admin/users")).text)
+    await admin.post("/admin/users/disable", data={"csrf": admin_token, "user": "heidi"})
+    answer = await user.get("/web/")
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/web/login")
+
+
+async def test_failed_admin_logins_are_rate_limited(tmp_path: Path) -> None:
+    env = {
+        "MJCORE_ADMIN_USERNAME": ADMIN[0],
+        "MJCORE_ADMIN_PASSWORD": ADMIN[1],
+        "MJCORE_ADMIN_FAILURE_RATE_PER_ADDRESS": "2/minute",
+    }
+    async with in_process(env, tmp_path) as served:
+        client = await browser(served)
+        token = csrf_of((await client.get("/admin/login")).text)
+        statuses = []
+        for password in ("wrong-1", "wrong-2", ADMIN[1]):
+            answer = await client.post(
+                "/admin/login", data={"csrf": token, "username": ADMIN[0], "password": password}
+            )
+            statuses.append(answer.status_code)
+        assert statuses == [401, 401, 429]  # even the right password, once refused
+        assert (await client.get("/admin/")).status_code == 303
