@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute
 from mjcore.discord_accounts import ACCOUNT_NAME
 from mjcore.errors import InvalidInput, NotFound
 from mjcore.services.console import Checked
+from mjcore.services.tasks import TaskPage
 from mjcore.tasks import TaskStatus
 
 from .charts import bars
@@ -29,6 +30,8 @@ from .page_text import translate
 from .pages import (
     ADMIN_SESSION,
     PageRoute,
+    Problem,
+    attempt,
     end_sessions,
     form,
     headers,
@@ -42,7 +45,7 @@ from .pages import (
 )
 from .ratelimit import client_address
 from .schema import structure
-from .user_pages import FORM, attempt
+from .user_pages import FORM
 
 LISTED = 100
 USER_VERBS = ("grant", "disable", "enable")
@@ -74,10 +77,9 @@ async def login_page(request: Request) -> Response:
         await services.limits.admin_failed(address)
         raise AdminUnauthorized()
 
-    ok, failed = await attempt(request, check())
-    if not ok:
-        assert failed is not None
-        return render(request, "admin_login.html", failed[0], next="", error=failed[1])
+    checked = await attempt(request, check())
+    if isinstance(checked, Problem):
+        return render(request, "admin_login.html", checked.status, next="", error=checked.message)
     response = see(safe_next(fields.get("next"), "/admin/"))
     new_csrf(request)
     start_admin_session(response, request)
@@ -133,10 +135,9 @@ async def users_change(request: Request) -> Response:
             request, "changed", user=name, state=_t(request, "disabled" if disabled else "active")
         )
 
-    done, failed = await attempt(request, change())
-    if done is None:
-        assert failed is not None
-        return await users(request, failed[0], error=failed[1])
+    done = await attempt(request, change())
+    if isinstance(done, Problem):
+        return await users(request, done.status, error=done.message)
     return await users(request, notice=done)
 
 
@@ -174,10 +175,9 @@ async def codes_create(request: Request) -> Response:
         )
         return [c.code for c in issued]
 
-    made, failed = await attempt(request, issue())
-    if made is None:
-        assert failed is not None
-        return await codes(request, failed[0], error=failed[1])
+    made = await attempt(request, issue())
+    if isinstance(made, Problem):
+        return await codes(request, made.status, error=made.message)
     return await codes(request, made=made, notice=_t(request, "created_codes", count=len(made)))
 
 
@@ -216,21 +216,22 @@ async def tasks(request: Request, status: int = 200, **context: Any) -> Response
     wanted = request.query_params.get("status", "")
     user = request.query_params.get("user", "")[:64]
 
-    async def look() -> Any:
+    async def look() -> TaskPage:
         chosen = TaskStatus(wanted) if wanted in {s.value for s in TaskStatus} else None
         return await console.tasks(user_name=user or None, status=chosen, limit=LISTED)
 
-    found, failed = await attempt(request, look())
-    if failed is not None:
-        status, context["error"] = failed
-    shown = found.tasks if found is not None else ()
+    found = await attempt(request, look())
+    if isinstance(found, Problem):
+        status, context["error"] = found.status, found.message
+        found = TaskPage((), 0)
+    shown = found.tasks
     names = await console.names([t.account_id for t in shown])
     return render(
         request,
         "admin_tasks.html",
         status,
         found=shown,
-        total=found.total if found is not None else 0,
+        total=found.total,
         names=names,
         statuses=[s.value for s in TaskStatus],
         wanted=wanted,
@@ -247,10 +248,9 @@ async def tasks_fail(request: Request) -> Response:
     fields = await form(request)
     task_id = fields.get("task_id", "")[:64]
     reason = fields.get("reason", "").strip()[:300] or "failed by the operator"
-    task, failed = await attempt(request, app_services(request).console.fail(task_id, reason))
-    if task is None:
-        assert failed is not None
-        return await tasks(request, failed[0], error=failed[1])
+    task = await attempt(request, app_services(request).console.fail(task_id, reason))
+    if isinstance(task, Problem):
+        return await tasks(request, task.status, error=task.message)
     notice = _t(request, "failed_task", task_id=task.task_id, status=task.status.value)
     return await tasks(request, notice=notice)
 
@@ -280,10 +280,9 @@ async def pool_change(request: Request) -> Response:
         state = _t(request, "active" if verb == "enable" else "disabled")
         return _t(request, "pool_changed", name=name, state=state)
 
-    done, failed = await attempt(request, change())
-    if done is None:
-        assert failed is not None
-        return await pool(request, failed[0], error=failed[1])
+    done = await attempt(request, change())
+    if isinstance(done, Problem):
+        return await pool(request, done.status, error=done.message)
     return await pool(request, notice=done)
 
 
@@ -306,10 +305,9 @@ async def webhook_retry(request: Request) -> Response:
         delivery = await admin.retry_delivery(_whole(given, "delivery"))
         return f"{delivery.webhook_id}: {delivery.status}"
 
-    done, failed = await attempt(request, retry())
-    if done is None:
-        assert failed is not None
-        return await webhooks(request, failed[0], error=failed[1])
+    done = await attempt(request, retry())
+    if isinstance(done, Problem):
+        return await webhooks(request, done.status, error=done.message)
     return await webhooks(request, notice=done)
 
 

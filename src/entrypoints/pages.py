@@ -18,10 +18,11 @@ import secrets
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import jwt
+from attrs import frozen
 from jinja2 import Environment, PackageLoader
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -59,6 +60,7 @@ class CsrfRefused(Exception):
 
 
 PageHandler = Callable[[Request], Awaitable[Response]]
+T = TypeVar("T")
 
 
 # -- templates and languages -------------------------------------------------------------
@@ -151,7 +153,27 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     return HTMLResponse(html, status_code=status, headers=headers(request))
 
 
-def problem(request: Request, exc: Exception) -> tuple[int, str] | None:
+@frozen
+class Problem:
+    """What went wrong, as the page shows it: the API's status and message."""
+
+    status: int
+    message: str
+
+
+async def attempt(request: Request, work: Awaitable[T]) -> T | Problem:
+    """The result, or the :class:`Problem` the APIs report for the error (an error no
+    surface knows is raised: a 500)."""
+    try:
+        return await work
+    except Exception as exc:
+        known = problem(request, exc)
+        if known is None:
+            raise
+        return known
+
+
+def problem(request: Request, exc: Exception) -> Problem | None:
     """An error as the APIs word it (one message per rule; the Midjourney page as the
     trigger API, the others as the image API), in the page's language; None for an error
     no surface knows."""
@@ -163,7 +185,7 @@ def problem(request: Request, exc: Exception) -> tuple[int, str] | None:
         return None
     body = json.loads(bytes(answer.body))
     text = str(body.get("error") or body.get("detail") or "")
-    return answer.status_code, localized(text, language(request))
+    return Problem(answer.status_code, localized(text, language(request)))
 
 
 _BILINGUAL = re.compile(r"([^()]*[\u4e00-\u9fff][^()]*) \((.*)\)", re.DOTALL)
@@ -360,7 +382,9 @@ def page(handler: PageHandler, who: Who = "user") -> PageHandler:
                 log.error("page.unexpected_error", exc_info=exc)
                 response = render(request, "refused.html", 500, reason="internal")
             else:
-                response = render(request, "refused.html", known[0], reason="", message=known[1])
+                response = render(
+                    request, "refused.html", known.status, reason="", message=known.message
+                )
         fresh = getattr(request.state, "csrf_new", None)
         if fresh is not None:
             _cookie(response, request, CSRF, fresh, 7 * 24 * 3600)

@@ -7,7 +7,6 @@ calls the same service as the API, and renders.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from attrs import frozen
@@ -30,12 +29,13 @@ from .page_text import translate
 from .pages import (
     SESSION,
     PageRoute,
+    Problem,
+    attempt,
     end_sessions,
     form,
     language,
     new_csrf,
     page,
-    problem,
     render,
     safe_next,
     see,
@@ -54,17 +54,6 @@ REFRESH_S = 2
 def _account(request: Request) -> Account:
     account: Account = request.state.user
     return account
-
-
-async def attempt(request: Request, work: Awaitable[T]) -> tuple[T | None, tuple[int, str] | None]:
-    """The result, or the status and message the APIs give for the error."""
-    try:
-        return await work, None
-    except Exception as exc:
-        known = problem(request, exc)
-        if known is None:
-            raise
-        return None, known
 
 
 def _fields(given: dict[str, str], *names: str) -> dict[str, Any]:
@@ -97,17 +86,15 @@ async def login_page(request: Request) -> Response:
         await services.limits.login(client_address(request), body.username)
         return (await services.accounts.login(body.username, body.password)).account
 
-    account, failed = await attempt(request, log_in())
-    if account is None:
-        assert failed is not None
-        status, message = failed
+    account = await attempt(request, log_in())
+    if isinstance(account, Problem):
         return render(
             request,
             "login.html",
-            status,
+            account.status,
             next=fields.get("next", ""),
             username=fields.get("username", ""),
-            error=message,
+            error=account.message,
         )
     response = see(safe_next(fields.get("next"), "/web/"))
     new_csrf(request)  # a new session, a new token
@@ -126,15 +113,14 @@ async def register_page(request: Request) -> Response:
         await services.limits.register(client_address(request), body.username)
         return await services.accounts.register(body.username, body.password)
 
-    account, failed = await attempt(request, sign_up())
-    if account is None:
-        assert failed is not None
+    account = await attempt(request, sign_up())
+    if isinstance(account, Problem):
         return render(
             request,
             "register.html",
-            failed[0],
+            account.status,
             username=fields.get("username", ""),
-            error=failed[1],
+            error=account.message,
         )
     return see("/web/login?registered=1")
 
@@ -180,10 +166,9 @@ async def redeem(request: Request) -> Response:
         done = await app_services(request).accounts.redeem(account.id, body.code)
         return done.credits, done.balance
 
-    done, failed = await attempt(request, use_code())
-    if done is None:
-        assert failed is not None
-        return await dashboard(request, failed[0], error=failed[1])
+    done = await attempt(request, use_code())
+    if isinstance(done, Problem):
+        return await dashboard(request, done.status, error=done.message)
     notice = translate(language(request), "redeemed", credits=done[0], balance=done[1])
     return await dashboard(request, notice=notice)
 
@@ -198,11 +183,10 @@ async def generate(request: Request) -> Response:
         wanted = ImageRequest(body.prompt, body.aspect_ratio, body.output_format, body.seed)
         return await app_services(request).images.generate(account.id, wanted)
 
-    made, failed = await attempt(request, make())
+    made = await attempt(request, make())
     shown = {"aspect_ratio": "1:1", "output_format": "png"} | asked
-    if made is None:
-        assert failed is not None
-        return await dashboard(request, failed[0], error=failed[1], asked=shown)
+    if isinstance(made, Problem):
+        return await dashboard(request, made.status, error=made.message, asked=shown)
     notice = translate(language(request), "generated_ok", credits=made.credits_remaining)
     return await dashboard(request, notice=notice, made=made, asked=shown)
 
@@ -282,11 +266,9 @@ async def midjourney_home(request: Request) -> Response:
     return await midjourney_page(request, notice=notice)
 
 
-async def _after(request: Request, result: tuple[Task | None, tuple[int, str] | None]) -> Response:
-    task, failed = result
-    if task is None:
-        assert failed is not None
-        return await midjourney_page(request, failed[0], error=failed[1])
+async def _after(request: Request, task: Task | Problem) -> Response:
+    if isinstance(task, Problem):
+        return await midjourney_page(request, task.status, error=task.message)
     if task.status is TaskStatus.FAILURE:  # Discord refused at once: refunded
         return await midjourney_page(request, 502, error=task.fail_reason)
     return see(f"/web/midjourney?accepted={task.task_id}")
