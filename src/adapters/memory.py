@@ -460,6 +460,14 @@ class _Webhooks:
         )
         return True
 
+    async def fix_payload(self, delivery_id: int, payload: str) -> str | None:
+        current = self.s.deliveries.get(delivery_id)
+        if current is None:
+            return None
+        if current.payload is None:
+            self.s.deliveries[delivery_id] = current = evolve(current, payload=payload)
+        return current.payload
+
     async def get(self, delivery_id: int) -> Delivery | None:
         return self.s.deliveries.get(delivery_id)
 

@@ -289,6 +289,11 @@ class WebhookRepository(Protocol):
         write lock on SQLite), so several processes never take the same attempt.
         """
 
+    async def fix_payload(self, delivery_id: int, payload: str) -> str | None:
+        """Keep ``payload`` as the delivery's body unless it has one already; the body
+        kept (None if the delivery is gone). Written before the first attempt is sent, so
+        an attempt made again after a crash sends the same bytes."""
+
     async def record(
         self,
         delivery_id: int,

@@ -857,6 +857,17 @@ class SqlWebhooks:
             )
         return claimed
 
+    async def fix_payload(self, delivery_id: int, payload: str) -> str | None:
+        await self.db.execute(
+            "UPDATE webhook_delivery SET payload = :payload WHERE id = :id AND payload IS NULL",
+            payload=payload,
+            id=delivery_id,
+        )
+        kept = await self.db.scalar(
+            "SELECT payload FROM webhook_delivery WHERE id = :id", id=delivery_id
+        )
+        return None if kept is None else str(kept)
+
     async def record(
         self,
         delivery_id: int,
