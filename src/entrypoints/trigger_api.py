@@ -145,11 +145,15 @@ def error_response(exc: Exception) -> Response | None:
 endpoint = guarded(error_response, lambda: _detail(500, "Internal server error."))
 
 
-async def caller(request: Request) -> Account:
+def _app_key(request: Request) -> str:
     token = bearer_token(request)
     if token is None:
         raise NotAuthenticated()
-    return await app_services(request).accounts.authenticate_key(token)
+    return token
+
+
+async def caller(request: Request) -> Account:
+    return await app_services(request).accounts.authenticate_key(_app_key(request))
 
 
 def callback_secret_given(request: Request) -> bool:
@@ -255,16 +259,18 @@ def _has_secret(request: Request) -> bool:
         return False
 
 
+async def _callers_task(request: Request) -> Task:
+    """The caller's task named in the path: their key and the task in one read."""
+    accounts = app_services(request).accounts
+    return await accounts.task_by_key(_app_key(request), request.path_params["task_id"])
+
+
 async def get_task(request: Request) -> Response:
-    account = await caller(request)
-    mj = app_services(request).midjourney
-    return answer(task_view(await mj.task(account.id, request.path_params["task_id"])))
+    return answer(task_view(await _callers_task(request)))
 
 
 async def get_result(request: Request) -> Response:
-    account = await caller(request)
-    mj = app_services(request).midjourney
-    return answer(result_view(await mj.task(account.id, request.path_params["task_id"])))
+    return answer(result_view(await _callers_task(request)))
 
 
 async def list_tasks(request: Request) -> Response:

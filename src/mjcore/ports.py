@@ -82,6 +82,12 @@ class AccountRepository(Protocol):
 
     async def by_key_digest(self, digest: str) -> Account | None: ...
 
+    async def by_key_digest_with_task(
+        self, digest: str, task_id: str
+    ) -> tuple[Account | None, Task | None]:
+        """The key's account and, if it is that account's, the task: one read (a task
+        looked at by its owner's key, the most frequent request)."""
+
     async def list(self, limit: int, offset: int = 0) -> Sequence[Account]:
         """Accounts (deleted ones too) by id."""
 

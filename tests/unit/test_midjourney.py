@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,7 +24,7 @@ from mjcore.midjourney import (
     progress_of,
     route,
 )
-from mjcore.moderation import check_prompt, default_banned_words, find_banned
+from mjcore.moderation import _matcher, check_prompt, default_banned_words, find_banned
 from mjcore.tasks import Provider, Task, TaskStatus
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -138,6 +139,27 @@ def test_the_shipped_list_bans_by_default_and_spares_ordinary_prompts() -> None:
     assert find_banned("a see-through veil", shipped) == "see through"
     for fine in ("Peter Pan flying over London", "a bloodhound", "a backed chair"):
         assert find_banned(fine, shipped) is None, fine
+
+
+def test_the_word_prefilter_never_lets_a_banned_phrase_through() -> None:
+    """The quick look at a prompt's words says "no" only where the regex would too."""
+    shipped = default_banned_words()
+    regex = _matcher(shipped)
+    assert regex is not None
+    rng = random.Random(11)
+    filler = ["a", "fox", "open", "see", "-", ",", "Through", "BIG", "dress", "ok.", "\t"]
+    prompts = [f"an {phrase.upper()}!" for phrase in shipped]
+    prompts += [f"x{phrase}y and {phrase.replace(' ', '-')}" for phrase in shipped]
+    prompts += [" ".join(rng.choices(filler + list(shipped), k=6)) for _ in range(2000)]
+    prompts += ["OVARİES", "\u212aKK"]  # "İ".lower() is two letters: the regex decides
+    for prompt in prompts:
+        found = regex.regex.search(prompt)
+        expected = (
+            None if found is None or found.lastgroup is None else regex.groups[found.lastgroup]
+        )
+        assert find_banned(prompt, shipped) == expected, prompt
+    assert find_banned("OVARİES", shipped) == "ovaries"
+    assert find_banned("an open-backed dress", list(shipped)) == "-backed"  # any iterable
 
 
 @pytest.mark.parametrize(

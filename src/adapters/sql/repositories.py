@@ -89,6 +89,17 @@ class SqlAccounts:
     async def by_key_digest(self, digest: str) -> Account | None:
         return await self._one("app_key = :key", False, key=digest)
 
+    async def by_key_digest_with_task(
+        self, digest: str, task_id: str
+    ) -> tuple[Account | None, Task | None]:
+        row = await self.db.one(_KEY_WITH_TASK, key=digest, task_id=task_id)
+        if row is None:
+            return None, None
+        if row["t_task_id"] is None:
+            return _account(row, self.db), None
+        task_row = {name: row[f"t_{name}"] for name in _TASK_NAMES}
+        return _account(row, self.db), _task(task_row, self.db)
+
     async def list(self, limit: int, offset: int = 0) -> Sequence[Account]:
         rows = await self.db.all(
             f"SELECT {_ACCOUNT_COLUMNS} FROM user_info ORDER BY id LIMIT :limit OFFSET :offset",
@@ -282,6 +293,16 @@ _JSON_FIELDS = ("params", "result")
 _TASK_NAMES = tuple(name.strip() for name in _TASK_COLUMNS.split(","))
 _INSERT_TASK = (
     f"INSERT INTO task ({_TASK_COLUMNS}) VALUES ({', '.join(':' + n for n in _TASK_NAMES)})"
+)
+
+
+_KEY_WITH_TASK = (
+    "SELECT "
+    + ", ".join(f"u.{name.strip()} AS {name.strip()}" for name in _ACCOUNT_COLUMNS.split(","))
+    + ", "
+    + ", ".join(f"t.{name} AS t_{name}" for name in _TASK_NAMES)
+    + " FROM user_info u LEFT JOIN task t ON t.task_id = :task_id AND t.account_id = u.id"
+    " WHERE u.app_key = :key"
 )
 
 

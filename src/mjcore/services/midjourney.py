@@ -503,12 +503,13 @@ class MidjourneyService:
 
     async def ensure_account(self, account: DiscordAccount) -> None:
         """The account the settings describe (``MJCORE_DISCORD_*``): added, or its ids,
-        token and limits brought in line; the operator's switch and its health stay."""
+        token and limits brought in line; the operator's switch and its health stay.
+        Called at start-up, so it starts nothing itself (a backlog would hold the server's
+        start): the sweep starts what may run now."""
         try:
             await add_discord_account(self.store, self.clock, account)
         except AccountNameTaken:
             await update_discord_account(self.store, account)
-        await self._refill()
 
     async def enable_account(self, name: str) -> DiscordAccount:
         await enable_discord_account(self.store, name)
