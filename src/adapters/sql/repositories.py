@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from attrs import evolve, frozen
+from attrs import define, evolve, field, frozen
 
 from mjcore.accounts import Account
 from mjcore.codes import RedemptionCode
@@ -583,6 +583,15 @@ class SqlSettings:
         return stored
 
 
+@define
+class AccountKey:
+    """The key Discord tokens are sealed with: ``MJCORE_ACCOUNT_KEY`` (``given``), else the
+    one the database keeps, remembered by the store once read (``kept``)."""
+
+    given: str | None = field(default=None, repr=False)
+    kept: str | None = field(default=None, repr=False)
+
+
 _POOL_COLUMNS = (
     "name, guild_id, channel_id, user_token, bot_token, concurrency, queue_size, mode,"
     " enabled, health, health_reason, last_error, running, jobs, failures, last_used_at,"
@@ -596,16 +605,17 @@ class SqlDiscordAccounts:
     :mod:`adapters.secrets`): the table never holds one in the clear."""
 
     db: Session
-    account_key: str | None = None  # MJCORE_ACCOUNT_KEY; else a key the database keeps
+    key: AccountKey = field(factory=AccountKey)
 
     async def _sealer(self, *, create: bool) -> Sealer | None:
-        if self.account_key:
-            return Sealer(self.account_key)
-        settings = SqlSettings(self.db)
-        key = await (
-            settings.put_if_absent(KEPT_KEY, new_key()) if create else settings.get(KEPT_KEY)
-        )
-        return None if key is None else Sealer(key)
+        if self.key.given:
+            return Sealer(self.key.given)
+        if self.key.kept is None:  # once per store: a kept key never changes
+            settings = SqlSettings(self.db)
+            self.key.kept = await (
+                settings.put_if_absent(KEPT_KEY, new_key()) if create else settings.get(KEPT_KEY)
+            )
+        return None if self.key.kept is None else Sealer(self.key.kept)
 
     async def _account(self, row: Row, sealer: Sealer | None) -> DiscordAccount:
         if sealer is None:
