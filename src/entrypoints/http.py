@@ -44,7 +44,7 @@ class Doc:
     parses and answers with, so the document cannot drift from the code."""
 
     summary: str
-    answers: Mapping[int, type | None] = field(factory=dict)
+    answers: Mapping[int, Any] = field(factory=dict)  # a class, a list[...] of one, or None
     body: type | None = None  # a JSON request class
     query: type | None = None  # a class of query parameters
     security: str | None = None
@@ -196,10 +196,10 @@ async def multipart_file(request: Request, name: str, limit: int) -> bytes:
     return data
 
 
-async def json_body(request: Request) -> Any:
-    """The request's JSON object (at most ``MJCORE_MAX_BODY_BYTES``), or :class:`BadRequest`
-    (:class:`TooLarge` over the cap)."""
-    limit = app_services(request).core.settings.max_body_bytes
+async def json_body(request: Request, limit: int | None = None) -> Any:
+    """The request's JSON object (at most ``limit`` bytes, by default
+    ``MJCORE_MAX_BODY_BYTES``), or :class:`BadRequest` (:class:`TooLarge` over the cap)."""
+    limit = limit or app_services(request).core.settings.max_body_bytes
     raw = bytearray()
     async for chunk in capped_stream(request, limit):
         raw += chunk
