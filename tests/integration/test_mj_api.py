@@ -326,6 +326,14 @@ async def test_refusals_answer_novicezk_codes(app: InProcess, discord: FakeDisco
     assert await credits(app.database_url, user) == 10  # nothing refused was charged
 
 
+async def test_no_credit_is_a_429_in_novicezks_shape(app: InProcess) -> None:
+    user = await new_user(app, tokens=0)
+    async with proxy(app, user.key) as client:
+        answer = await client.post("/mj/submit/imagine", json={"prompt": PROMPT})
+    assert answer.status_code == 429 and answer.json()["code"] == 4
+    assert answer.json()["result"] is None
+
+
 async def test_describe_a_base64_image_and_a_grid_follow_up_image_seed(
     app: InProcess, discord: FakeDiscord
 ) -> None:
