@@ -173,18 +173,17 @@ def _accepted(task: Task) -> Response:
 
 async def imagine(request: Request) -> Response:
     account = await caller(request)
-    body = await submitted(request, MjImagineIn, images=1)
-    images = [*(body.base64Array or []), *([body.base64] if body.base64 else [])]
-    if len(images) > 1:
-        raise Refused(Code.VALIDATION_ERROR, "one base64 image per imagine is supported here")
+    body = await submitted(request, MjImagineIn, images=MAX_IMAGES)
+    given = [*(body.base64Array or []), *([body.base64] if body.base64 else [])]
+    if len(given) > MAX_IMAGES:
+        raise Refused(Code.VALIDATION_ERROR, f"base64Array: at most {MAX_IMAGES} images")
     services = app_services(request)
-    image = None
-    if images:
+    images = [picture(one, services.core.settings.max_upload_bytes) for one in given]
+    for _ in images:  # each is an upload to Discord, counted as /upload's are
         await services.limits.free_call(Rule.UPLOAD, account.id)
-        image = picture(images[0], services.core.settings.max_upload_bytes)
     options = _options(request, account, body)
-    task = await services.midjourney.imagine(account.id, body.prompt.strip(), None, options, image)
-    return _accepted(task)
+    mj = services.midjourney
+    return _accepted(await mj.imagine(account.id, body.prompt.strip(), None, options, images))
 
 
 async def _parent(request: Request, account: Account, task_id: str) -> Task:

@@ -349,13 +349,21 @@ async def test_describe_a_base64_image_and_a_grid_follow_up_image_seed(
         with_image = await submit(client, "imagine", {"prompt": PROMPT, "base64Array": [image]})
         assert with_image["code"] == 1
         two = await submit(client, "imagine", {"prompt": PROMPT, "base64Array": [image, image]})
-        assert two["code"] == 4
+        assert two["code"] == 1
+        sent = discord.sent()[-1]["data"]["options"][0]["value"]
+        trigger = await trigger_of(app, user, two["result"])
+        urls, _, rest = sent.partition(f" <#{trigger}#>")
+        assert rest == PROMPT and len(urls.split(" ")) == 2
+        assert all(url.startswith("http") for url in urls.split(" "))
+        six = await submit(client, "imagine", {"prompt": PROMPT, "base64Array": [image] * 6})
+        assert six["code"] == 4
         seed = await client.get(f"/mj/task/{described['result']}/image-seed")
         assert seed.status_code == 200 and seed.json()["code"] == 4
         queue = (await client.get("/mj/task/queue")).json()
-        assert {t["id"] for t in queue} == {described["result"], with_image["result"]}
+        mine = [described["result"], with_image["result"], two["result"]]
+        assert [t["id"] for t in queue] == mine
         listed = (await client.get("/mj/task/list")).json()
-        assert [t["id"] for t in listed] == [with_image["result"], described["result"]]
+        assert [t["id"] for t in listed] == mine[::-1]
 
 
 async def test_a_job_discord_refuses_is_code_9_and_refunded_once(

@@ -157,19 +157,21 @@ class MidjourneyService:
         prompt: str,
         picurl: str | None = None,
         options: JobOptions = NO_OPTIONS,
-        picture: Picture | None = None,
+        pictures: Sequence[Picture] = (),
     ) -> Task:
-        """A grid from ``prompt``, after the image at ``picurl`` or the ``picture`` handed in
-        (uploaded and posted first, once the prompt has passed its checks)."""
+        """A grid from ``prompt``, after the image at ``picurl`` and the ``pictures`` handed
+        in (each uploaded and posted first, once the prompt has passed its checks)."""
         check_user_text(prompt, "prompt")
         for name in sorted(costly_parameters(prompt) - self.allowed_parameters):
             raise InvalidInput(f"--{name} multiplies the cost of a job and is not allowed here")
         check_prompt(prompt, self.banned_words)
-        if picture is not None:
-            uploaded = await self.upload(
+        urls = [picurl] if picurl else []
+        for picture in pictures:  # image prompts come first, before our marker: one picurl
+            posted = await self.upload(
                 account_id, picture.data, picture.content_type, picture.suffix
             )
-            picurl = await self.send_message(account_id, uploaded.upload.upload_filename)
+            urls.append(await self.send_message(account_id, posted.upload.upload_filename))
+        picurl = " ".join(urls) or None
         params = await self.extras.params({"picurl": picurl} if picurl else {}, options)
         draft = self._draft(account_id, MjAction.IMAGINE, prompt, params)
         return await self._start(draft, options)
