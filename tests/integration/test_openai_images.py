@@ -50,14 +50,25 @@ async def app(
         yield running
 
 
-def client(app: InProcess, key: str, retries: int = 0) -> openai.AsyncOpenAI:
+def client(
+    app: InProcess, key: str, retries: int = 0, sent: list[httpx.Request] | None = None
+) -> openai.AsyncOpenAI:
+    """The official client against the app in this process (``sent``: every request it made)."""
+
+    async def record(request: httpx.Request) -> None:
+        if sent is not None:
+            sent.append(request)
+
     transport = httpx.ASGITransport(app=app.app)
+    http = httpx.AsyncClient(
+        transport=transport, base_url=app.url, event_hooks={"request": [record]}
+    )
     return openai.AsyncOpenAI(
         base_url=f"{app.url}/v1",
         api_key=key,
         max_retries=retries,
         # the app in this process; openai's stubs name another httpx build's class
-        http_client=httpx.AsyncClient(transport=transport, base_url=app.url),  # type: ignore[arg-type]
+        http_client=http,  # type: ignore[arg-type]
     )
 
 
@@ -119,12 +130,13 @@ async def test_no_credit_is_a_rate_limit_error_insufficient_quota_and_never_retr
     app: InProcess, fireworks: FakeFireworks
 ) -> None:
     user = await make_user(app.database_url, 1)
-    before = len(fireworks.seen())
-    async with client(app, user.key, retries=2) as oa:  # the client's default retries
+    before, sent = len(fireworks.seen()), list[httpx.Request]()
+    async with client(app, user.key, retries=2, sent=sent) as oa:  # the client's default
         with pytest.raises(openai.RateLimitError) as raised:
             await oa.images.generate(prompt="three foxes", n=2)
     assert raised.value.code == "insufficient_quota" and raised.value.status_code == 429
     assert isinstance(raised.value.body, dict) and raised.value.body["type"] == "insufficient_quota"
+    assert len(sent) == 1  # x-should-retry: false
     assert len(fireworks.seen()) == before  # refused before anything was charged or asked
     assert await credits(app.database_url, user) == 1
 
