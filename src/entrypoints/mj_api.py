@@ -33,6 +33,7 @@ from mjcore.services.midjourney import ParentRef
 from mjcore.tasks import Provider, Task, TaskStatus
 
 from .http import (
+    FORM_OVERHEAD,
     Doc,
     Handler,
     Operation,
@@ -147,12 +148,13 @@ async def caller(request: Request) -> Account:
     return await app_services(request).accounts.authenticate_key(key)
 
 
-async def submitted(request: Request, cls: type[S], images: int = 0) -> S:
+async def submitted(request: Request, cls: type[S], images: bool = False) -> S:
     """The body as ``cls``; one that is no JSON object is a 400, one that is not what
-    ``cls`` says is refused with code 4 (as novicezk's validation does)."""
+    ``cls`` says is refused with code 4 (as novicezk's validation does). A body carrying
+    base64 images may be as large as one upload's worth of them (``MAX_UPLOAD_BYTES``)."""
     settings = app_services(request).core.settings
-    limit = max(settings.max_body_bytes, images * (settings.max_upload_bytes * 4 // 3 + 1024))
-    data = await json_body(request, limit)
+    base64_upload = settings.max_upload_bytes * 4 // 3 + FORM_OVERHEAD
+    data = await json_body(request, max(settings.max_body_bytes, base64_upload * images))
     try:
         body = structure(CONVERTER, data, cls)
     except BadRequest as exc:
@@ -173,7 +175,7 @@ def _accepted(task: Task) -> Response:
 
 async def imagine(request: Request) -> Response:
     account = await caller(request)
-    body = await submitted(request, MjImagineIn, images=MAX_IMAGES)
+    body = await submitted(request, MjImagineIn, images=True)
     given = [*(body.base64Array or []), *([body.base64] if body.base64 else [])]
     if len(given) > MAX_IMAGES:
         raise Refused(Code.VALIDATION_ERROR, f"base64Array: at most {MAX_IMAGES} images")
@@ -250,7 +252,7 @@ async def action(request: Request) -> Response:
 
 async def describe(request: Request) -> Response:
     account = await caller(request)
-    body = await submitted(request, MjDescribeIn, images=1)
+    body = await submitted(request, MjDescribeIn, images=True)
     services = app_services(request)
     await services.limits.free_call(Rule.UPLOAD, account.id)
     image = picture(body.base64, services.core.settings.max_upload_bytes)
@@ -260,13 +262,13 @@ async def describe(request: Request) -> Response:
 
 async def blend(request: Request) -> Response:
     await caller(request)
-    await submitted(request, MjBlendIn, images=MAX_IMAGES)
+    await submitted(request, MjBlendIn, images=True)
     raise Refused(Code.VALIDATION_ERROR, "blend is not supported by this server")
 
 
 async def modal(request: Request) -> Response:
     await caller(request)
-    await submitted(request, MjModalIn, images=1)
+    await submitted(request, MjModalIn, images=True)
     raise Refused(Code.VALIDATION_ERROR, "no action of this server waits for a modal")
 
 

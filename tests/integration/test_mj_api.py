@@ -313,6 +313,9 @@ async def test_refusals_answer_novicezk_codes(app: InProcess, discord: FakeDisco
             "/mj/submit/imagine", content=b"{", headers={"content-type": "application/json"}
         )
         assert (not_json.status_code, not_json.json()["code"]) == (400, 4)
+        huge = "data:image/png;base64," + "A" * (app.settings.max_upload_bytes * 2)
+        too_large = await client.post("/mj/submit/describe", json={"base64": huge})
+        assert (too_large.status_code, too_large.json()["code"]) == (413, 4)
         missing = await client.get("/mj/task/no-such-task/fetch")
         assert (missing.status_code, missing.json()["code"]) == (404, 3)
         seed = await client.get("/mj/task/no-such-task/image-seed")
