@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import cattrs
@@ -15,7 +15,7 @@ from python_multipart.multipart import parse_options_header
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from mjcore import events
 from mjcore.errors import InvalidInput
@@ -51,6 +51,16 @@ class Doc:
     content: Schema | None = None  # a request body that is not JSON (multipart)
     produces: Schema | None = None  # a 200 body that is not JSON (images)
     idempotent: bool = False  # takes an Idempotency-Key header
+
+
+class Prefix(Mount):
+    """A mount whose paths may hold any character: Starlette's ``.*`` for the rest of the
+    path stops at a newline (``/mj/task/%0A/fetch`` would miss the surface and get the
+    app's plain-text 404 instead of the surface's own)."""
+
+    def __init__(self, path: str, routes: Sequence[BaseRoute]) -> None:
+        super().__init__(path, routes=routes)
+        self.path_regex = re.compile(self.path_regex.pattern, re.DOTALL)
 
 
 class Operation(Route):

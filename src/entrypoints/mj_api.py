@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from attrs import evolve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Route
 
 from mjcore.accounts import Account
 from mjcore.discord_accounts import AccountGone, NoAccountAvailable
@@ -37,6 +37,7 @@ from .http import (
     Doc,
     Handler,
     Operation,
+    Prefix,
     TooLarge,
     answer,
     app_services,
@@ -376,7 +377,10 @@ def mj_routes() -> BaseRoute:
             Doc("The caller's tasks among ids", TASKS, body=MjConditionIn, security=KEY),
         ),
         _op(
-            "GET", "/task/list", list_all, Doc("The caller's 100 newest tasks", TASKS, security=KEY)
+            "GET",
+            "/task/list",
+            list_all,
+            Doc("The caller's Midjourney tasks among its 100 newest", TASKS, security=KEY),
         ),
         _op(
             "GET",
@@ -386,4 +390,4 @@ def mj_routes() -> BaseRoute:
         ),
         Route("/{rest:path}", endpoint(not_found)),
     ]
-    return Mount("/mj", routes=routes)
+    return Prefix("/mj", routes)
