@@ -383,3 +383,13 @@ async def test_a_job_discord_refuses_is_code_9_and_refunded_once(
     assert await credits(app.database_url, user) == 10
     kinds = [k.value for k in await ledger_kinds(app.database_url, user)]
     assert kinds.count("refund") == 1
+
+
+async def test_a_path_parameter_holding_a_newline_gets_each_surfaces_own_404(
+    app: InProcess,
+) -> None:
+    user = await new_user(app)
+    headers = user.headers | {"mj-api-secret": user.key}
+    for path in ("/mj/task/a%0Ab/fetch", "/v1/api/trigger/task/a%0Ab"):
+        answer = await app.client.get(path, headers=headers)
+        assert answer.status_code == 404 and answer.headers["content-type"] == "application/json"
