@@ -31,6 +31,8 @@ from .image_schema import Error
 from .listener import run_listener
 from .logs import request_id
 from .metrics import Metrics, counting, metrics_route
+from .mj_api import mj_routes
+from .openai_api import openai_routes
 from .openapi import openapi_document
 from .readiness import readiness_route
 from .schema import Schema
@@ -230,6 +232,8 @@ def app_routes() -> list[BaseRoute]:
         ),
         trigger_routes(),
         image_routes(),
+        mj_routes(),
+        *openai_routes(),
         *docs_routes(),
     ]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Route
 
 from mjcore.accounts import Account
 from mjcore.discord_accounts import AccountGone, NoAccountAvailable
@@ -31,6 +31,7 @@ from .http import (
     Doc,
     Handler,
     Operation,
+    Prefix,
     TooLarge,
     answer,
     app_services,
@@ -449,4 +450,4 @@ def trigger_routes() -> BaseRoute:
         ),
         Route("/{rest:path}", endpoint(not_found)),
     ]
-    return Mount("/v1/api/trigger", routes=routes)
+    return Prefix("/v1/api/trigger", routes)

@@ -10,17 +10,20 @@ from attrs import evolve
 
 from mjcore.errors import BannedPrompt
 from mjcore.midjourney import (
+    BUTTON_IDS,
     Attachment,
     Embed,
     EventType,
     ListenerEvent,
     MjAction,
+    buttons,
     costly_parameters,
     describe_prompts,
     discord_prompt,
     hash_of,
     image_index,
     new_trigger_id,
+    parse_button,
     progress_of,
     route,
 )
@@ -175,3 +178,53 @@ def test_the_word_prefilter_never_lets_a_banned_phrase_through() -> None:
 )
 def test_parameters_that_multiply_the_cost_are_found(prompt: str, costly: set[str]) -> None:
     assert costly_parameters(prompt) == costly
+
+
+def _finished(action: MjAction, msg_hash: str = "600f88ff-2147-40ad-83e4-50992c96aadb") -> Task:
+    task = Task("t1", 1, Provider.MIDJOURNEY, action.value, "a cat", 1, T0)
+    return evolve(task, status=TaskStatus.SUCCESS, msg_id="1", msg_hash=msg_hash)
+
+
+@pytest.mark.parametrize("action", [MjAction.IMAGINE, MjAction.UPSCALE, MjAction.ZOOMOUT])
+def test_every_button_shown_parses_back_to_the_action_that_presses_it(action: MjAction) -> None:
+    task = _finished(action)
+    shown = buttons(task)
+    assert shown
+    for button in shown:
+        press = parse_button(button.custom_id)
+        assert press is not None and press.msg_hash == task.msg_hash
+        params = {"index": press.index, "hash": press.msg_hash}
+        params |= {"direction": press.direction, "zoomout": press.zoomout}
+        assert BUTTON_IDS[press.action].format(**params) == button.custom_id
+
+
+def test_a_grid_shows_u_reroll_v_and_an_upscale_shows_vary_zoom_pan() -> None:
+    grid = [b.label or b.emoji for b in buttons(_finished(MjAction.IMAGINE))]
+    assert grid == ["U1", "U2", "U3", "U4", "\U0001f504", "V1", "V2", "V3", "V4"]
+    image = [parse_button(b.custom_id) for b in buttons(_finished(MjAction.UPSCALE))]
+    assert [p.action for p in image if p is not None] == [
+        MjAction.SOLO_HIGH_VARIATION,
+        MjAction.SOLO_LOW_VARIATION,
+        MjAction.ZOOMOUT,
+        MjAction.ZOOMOUT,
+        *[MjAction.EXPAND] * 4,
+    ]
+    assert buttons(evolve(_finished(MjAction.IMAGINE), msg_hash=None)) == []
+    assert buttons(_finished(MjAction.DESCRIBE)) == []
+
+
+@pytest.mark.parametrize(
+    "custom_id",
+    [
+        "",
+        "MJ::JOB::upsample::5::600f88ff-2147-40ad-83e4-50992c96aadb",
+        "MJ::JOB::upsample::x::600f88ff-2147-40ad-83e4-50992c96aadb",
+        "MJ::JOB::upsample::1::not a hash",
+        "MJ::Outpaint::60::1::600f88ff-2147-40ad-83e4-50992c96aadb::SOLO",
+        "MJ::JOB::pan_sideways::1::600f88ff-2147-40ad-83e4-50992c96aadb::SOLO",
+        "MJ::CustomZoom::600f88ff-2147-40ad-83e4-50992c96aadb",
+        "MJ::Inpaint::1::600f88ff-2147-40ad-83e4-50992c96aadb::SOLO",
+    ],
+)
+def test_buttons_we_cannot_press_parse_to_none(custom_id: str) -> None:
+    assert parse_button(custom_id) is None
