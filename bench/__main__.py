@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import shutil
@@ -36,10 +37,22 @@ def free_port() -> int:
 
 
 def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """The process's peak RSS, or its largest worker's (``--workers``: uvicorn's
+    supervisor serves nothing)."""
+    peaks = [
+        int(line.split()[1]) / 1024
+        for one in (pid, *_children(pid))
+        for line in Path(f"/proc/{one}/status").read_text().splitlines()
+        if line.startswith("VmHWM:")
+    ]
+    return max(peaks, default=0.0)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 @contextmanager
@@ -151,6 +164,50 @@ async def _prepare(database_url: str, base_url: str, fireworks: bool) -> dict[st
     return prepared
 
 
+def runtime() -> str:
+    """What the servers run on: uvicorn takes uvloop when installed; mjcore serve always
+    parses HTTP with httptools (entrypoints.protocol)."""
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    parser = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return f"Python {sys.version.split()[0]}, event loop {loop}, HTTP parser {parser}"
+
+
+def mjcore_env(
+    url: str, port: int, workdir: Path, discord_port: int, **extra: str
+) -> dict[str, str]:
+    return clean_env(
+        MJCORE_DATABASE_URL=url,
+        MJCORE_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        MJCORE_IMAGE_DIR=str(workdir / "images"),
+        MJCORE_LOG_LEVEL="WARNING",
+        MJCORE_MJ_QUEUE_SIZE="100000",
+        MJCORE_DISCORD_API_URL=f"http://127.0.0.1:{discord_port}/api/v9",
+        MJCORE_DISCORD_USER_TOKEN="fake-user-token",
+        MJCORE_DISCORD_GUILD_ID="1",
+        MJCORE_DISCORD_CHANNEL_ID="2",
+        MJCORE_CALLBACK_SECRET=CALLBACK_SECRET,
+        **extra,
+    )
+
+
+CALLBACK_SECRET = "bench-callback-secret"  # noqa: S105 (loopback only)
+IMAGINE = json.dumps({"prompt": "a red fox in the snow"}).encode()
+
+
+async def _fresh_schema(url: str) -> None:
+    from tests.support import drop_all
+
+    from adapters.sql.store import SqlStore
+    from entrypoints.bootstrap import open_store
+
+    store = await open_store(url, 2)
+    try:
+        assert isinstance(store, SqlStore)
+        await drop_all(store)
+    finally:
+        await store.close()
+
+
 def run(args: argparse.Namespace) -> Bench:
     workdir = Path(tempfile.mkdtemp(prefix="mjcore-bench-"))
     bench = Bench(args, workdir)
@@ -178,60 +235,102 @@ def run(args: argparse.Namespace) -> Bench:
         for store, url in args.stores.items():
             if store == "sqlite":
                 url = f"sqlite:///{workdir / 'mjcore.db'}"
-            port = free_port()
-            env = clean_env(
-                MJCORE_DATABASE_URL=url,
-                MJCORE_PUBLIC_URL=f"http://127.0.0.1:{port}",
-                MJCORE_IMAGE_DIR=str(workdir / "images"),
-                MJCORE_LOG_LEVEL="WARNING",
-                MJCORE_MJ_CONCURRENCY=str(args.mj_concurrency),
-                MJCORE_MJ_QUEUE_SIZE="100000",
-                MJCORE_DISCORD_API_URL=f"http://127.0.0.1:{discord_port}/api/v9",
-                MJCORE_DISCORD_USER_TOKEN="fake-user-token",
-                MJCORE_DISCORD_GUILD_ID="1",
-                MJCORE_DISCORD_CHANNEL_ID="2",
-                MJCORE_FIREWORKS_BASE_URL=f"http://127.0.0.1:{fireworks_port}/inference/v1",
-                MJCORE_FIREWORKS_API_KEY="fw-test-key",
-            )
-            argv = [MJCORE, "serve", "--host", "127.0.0.1", "--port", str(port)]
-            with process(argv, env, "/healthz", port) as proc:
-                ready = asyncio.run(_prepare(url, f"http://127.0.0.1:{port}", store == "sqlite"))
-                body = json.dumps({"prompt": "a red fox in the snow"}).encode()
-                imagine = load.request_bytes("POST", "/v1/api/trigger/imagine", body, ready["key"])
-                bench.measure(
-                    f"mjcore POST imagine ({store})",
+            ceiling = f"ceiling: debit+journal ({store})"
+            for workers in (1, 2) if store != "sqlite" else (1,):
+                port = free_port()
+                env = mjcore_env(
+                    url,
                     port,
-                    proc.pid,
-                    imagine,
-                    f"ceiling: debit+journal ({store})",
+                    workdir,
+                    discord_port,
+                    MJCORE_MJ_CONCURRENCY=str(args.mj_concurrency),
+                    MJCORE_FIREWORKS_BASE_URL=f"http://127.0.0.1:{fireworks_port}/inference/v1",
+                    MJCORE_FIREWORKS_API_KEY="fw-test-key",
                 )
-                if store == "sqlite":
+                argv = [MJCORE, "serve", "--host", "127.0.0.1", "--port", str(port)]
+                argv += ["--workers", str(workers)]
+                tag = f"{store}" if workers == 1 else f"{store}, 2 workers"
+                with process(argv, env, "/healthz", port) as proc:
+                    ready = asyncio.run(
+                        _prepare(url, f"http://127.0.0.1:{port}", store == "sqlite")
+                    )
+                    imagine = load.request_bytes(
+                        "POST", "/v1/api/trigger/imagine", IMAGINE, ready["key"]
+                    )
                     path = f"/v1/api/trigger/task/{ready['task_id']}"
                     task = load.request_bytes("GET", path, headers=ready["key"])
+                    one = f"({store})"
                     bench.measure(
-                        "mjcore GET task/{id} (sqlite)",
+                        f"mjcore POST imagine ({tag})",
+                        port,
+                        proc.pid,
+                        imagine,
+                        ceiling if workers == 1 else f"mjcore POST imagine {one}",
+                    )
+                    bench.measure(
+                        f"mjcore GET task/{{id}} ({tag})",
                         port,
                         proc.pid,
                         task,
-                        "bare Starlette GET /",
+                        "bare Starlette GET /" if workers == 1 else f"mjcore GET task/{{id}} {one}",
                     )
-                    body = json.dumps({"prompt": "a lighthouse"}).encode()
-                    generate = load.request_bytes("POST", "/api/generate", body, ready["jwt"])
-                    bench.measure(
-                        "mjcore POST /api/generate (sqlite)",
-                        port,
-                        proc.pid,
-                        generate,
-                        "ceiling: debit+journal (sqlite)",
-                    )
+                    if store == "sqlite":
+                        body = json.dumps({"prompt": "a lighthouse"}).encode()
+                        generate = load.request_bytes("POST", "/api/generate", body, ready["jwt"])
+                        bench.measure(
+                            "mjcore POST /api/generate (sqlite)",
+                            port,
+                            proc.pid,
+                            generate,
+                            "bare Starlette GET /",
+                        )
+            dispatching(bench, args, store, url, workdir)
     shutil.rmtree(workdir, ignore_errors=True)
     return bench
+
+
+def dispatching(
+    bench: Bench, args: argparse.Namespace, store: str, url: str, workdir: Path
+) -> None:
+    """imagine while every job is sent to Discord and ended through the callback: the
+    steady state of a busy server (admission, the interaction, the end, the next job)."""
+    if store == "sqlite":
+        url = f"sqlite:///{workdir / 'dispatching.db'}"
+    else:  # a fresh schema: the other rows left thousands of jobs waiting
+        asyncio.run(_fresh_schema(url))
+    port, discord_port = free_port(), free_port()
+    callback = f"http://127.0.0.1:{port}/v1/api/trigger/midjourney/result"
+    fake = [sys.executable, "-m", "bench.fakes", "discord-ending", str(discord_port)]
+    env = mjcore_env(url, port, workdir, discord_port, MJCORE_MJ_CONCURRENCY="1000")
+    argv = [MJCORE, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    with (
+        process([*fake, callback, CALLBACK_SECRET], clean_env(), "/", discord_port),
+        process(argv, env, "/healthz", port) as proc,
+    ):
+        ready = asyncio.run(_prepare(url, f"http://127.0.0.1:{port}", False))
+        imagine = load.request_bytes("POST", "/v1/api/trigger/imagine", IMAGINE, ready["key"])
+        bench.measure(
+            f"mjcore POST imagine, dispatching ({store})",
+            port,
+            proc.pid,
+            imagine,
+            f"ceiling: debit+journal ({store})",
+        )
+        path = f"/v1/api/trigger/task/{ready['task_id']}"
+        task = load.request_bytes("GET", path, headers=ready["key"])
+        bench.measure(
+            f"mjcore GET task/{{id}}, dispatching ({store})",
+            port,
+            proc.pid,
+            task,
+            "bare Starlette GET /",
+        )
 
 
 def markdown(bench: Bench, args: argparse.Namespace) -> str:
     lines = [
         f"{args.connections} connections, {args.seconds:g} s measured after {args.warmup:g} s"
-        " warm-up, one uvicorn worker per server.",
+        " warm-up, one uvicorn worker per server unless a row says 2. " + runtime() + ".",
         "",
         "| endpoint | req/s | p50 ms | p99 ms | peak RSS MB | reference | ratio |",
         "|---|---:|---:|---:|---:|---|---:|",

@@ -19,7 +19,7 @@ from mjcore.errors import (
     ProviderUnavailable,
     SubmissionUncertain,
 )
-from mjcore.midjourney import MjAction, discord_prompt
+from mjcore.midjourney import BUTTON_IDS, MjAction, discord_prompt
 from mjcore.ports import Upload
 from mjcore.tasks import Task
 
@@ -47,22 +47,9 @@ class DiscordConfig:
     rate_limit_retries: int = 3
 
 
-BUTTONS = {
-    MjAction.UPSCALE: "MJ::JOB::upsample::{index}::{hash}",
-    MjAction.VARIATION: "MJ::JOB::variation::{index}::{hash}",
-    MjAction.SOLO_VARIATION: "MJ::JOB::variation::1::{hash}::SOLO",
-    MjAction.SOLO_LOW_VARIATION: "MJ::JOB::low_variation::1::{hash}::SOLO",
-    MjAction.SOLO_HIGH_VARIATION: "MJ::JOB::high_variation::1::{hash}::SOLO",
-    MjAction.EXPAND: "MJ::JOB::pan_{direction}::1::{hash}::SOLO",
-    MjAction.ZOOMOUT: "MJ::Outpaint::{zoomout}::1::{hash}::SOLO",
-    MjAction.RESET: "MJ::JOB::reroll::0::{hash}::SOLO",
-}
-"""Midjourney's button ids, by the action that presses them."""
-
-
 def custom_id(task: Task) -> str:
     """The Midjourney button a follow-up task presses."""
-    template = BUTTONS.get(MjAction(task.action))
+    template = BUTTON_IDS.get(MjAction(task.action))
     if template is None:
         raise InvalidInput(f"{task.action} is not a button")
     p = task.params

@@ -90,6 +90,15 @@ class _Accounts:
     async def by_key_digest(self, digest: str) -> Account | None:
         return next((a for a in self.s.accounts.values() if a.app_key_digest == digest), None)
 
+    async def by_key_digest_with_task(
+        self, digest: str, task_id: str
+    ) -> tuple[Account | None, Task | None]:
+        account = await self.by_key_digest(digest)
+        task = self.s.tasks.get(task_id)
+        if account is None or task is None or task.account_id != account.id:
+            return account, None
+        return account, task
+
     async def list(self, limit: int, offset: int = 0) -> Sequence[Account]:
         return sorted(self.s.accounts.values(), key=lambda a: a.id)[offset : offset + limit]
 
@@ -459,6 +468,14 @@ class _Webhooks:
             delivered_at=now if status is DeliveryStatus.DELIVERED else None,
         )
         return True
+
+    async def fix_payload(self, delivery_id: int, payload: str) -> str | None:
+        current = self.s.deliveries.get(delivery_id)
+        if current is None:
+            return None
+        if current.payload is None:
+            self.s.deliveries[delivery_id] = current = evolve(current, payload=payload)
+        return current.payload
 
     async def get(self, delivery_id: int) -> Delivery | None:
         return self.s.deliveries.get(delivery_id)

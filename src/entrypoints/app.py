@@ -32,6 +32,8 @@ from .image_schema import Error
 from .listener import run_listener
 from .logs import request_id
 from .metrics import Metrics, counting, metrics_route
+from .mj_api import mj_routes
+from .openai_api import openai_routes
 from .openapi import openapi_document
 from .pages import shared_routes
 from .readiness import readiness_route
@@ -233,6 +235,8 @@ def app_routes() -> list[BaseRoute]:
         ),
         trigger_routes(),
         image_routes(),
+        mj_routes(),
+        *openai_routes(),
         *docs_routes(),
         *shared_routes(),  # the web pages (not in /openapi.json: they answer HTML)
         *user_routes(),

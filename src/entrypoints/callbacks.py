@@ -9,6 +9,7 @@ from typing import Any
 from mjcore.tasks import Task
 from mjcore.webhooks import Delivery, HookStyle, WebhookEvent
 
+from . import mj_schema
 from .http import OUT
 from .trigger_schema import task_view
 
@@ -28,8 +29,14 @@ def mjcore_body(task: Task, event: WebhookEvent) -> dict[str, Any]:
     return view | {"event": event.value, "type": YOKONSAN_TYPES[event]}
 
 
+def novicezk_body(task: Task, event: WebhookEvent) -> dict[str, Any]:
+    """midjourney-proxy's task object, as ``GET /mj/task/{id}/fetch`` returns it."""
+    view: dict[str, Any] = OUT.unstructure(mj_schema.task_view(task))
+    return view
+
+
 Body = Callable[[Task, WebhookEvent], dict[str, Any]]
-BODIES: dict[HookStyle, Body] = {HookStyle.MJCORE: mjcore_body}
+BODIES: dict[HookStyle, Body] = {HookStyle.MJCORE: mjcore_body, HookStyle.NOVICEZK: novicezk_body}
 """Each hook style's body (a surface that speaks another client's language adds its own)."""
 
 

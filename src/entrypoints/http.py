@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import cattrs
@@ -15,7 +15,7 @@ from python_multipart.multipart import parse_options_header
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from mjcore import events
 from mjcore.errors import InvalidInput
@@ -44,13 +44,23 @@ class Doc:
     parses and answers with, so the document cannot drift from the code."""
 
     summary: str
-    answers: Mapping[int, type | None] = field(factory=dict)
+    answers: Mapping[int, Any] = field(factory=dict)  # a class, a list[...] of one, or None
     body: type | None = None  # a JSON request class
     query: type | None = None  # a class of query parameters
     security: str | None = None
     content: Schema | None = None  # a request body that is not JSON (multipart)
     produces: Schema | None = None  # a 200 body that is not JSON (images)
     idempotent: bool = False  # takes an Idempotency-Key header
+
+
+class Prefix(Mount):
+    """A mount whose paths may hold any character: Starlette's ``.*`` for the rest of the
+    path stops at a newline (``/mj/task/%0A/fetch`` would miss the surface and get the
+    app's plain-text 404 instead of the surface's own)."""
+
+    def __init__(self, path: str, routes: Sequence[BaseRoute]) -> None:
+        super().__init__(path, routes=routes)
+        self.path_regex = re.compile(self.path_regex.pattern, re.DOTALL)
 
 
 class Operation(Route):
@@ -196,10 +206,10 @@ async def multipart_file(request: Request, name: str, limit: int) -> bytes:
     return data
 
 
-async def json_body(request: Request) -> Any:
-    """The request's JSON object (at most ``MJCORE_MAX_BODY_BYTES``), or :class:`BadRequest`
-    (:class:`TooLarge` over the cap)."""
-    limit = app_services(request).core.settings.max_body_bytes
+async def json_body(request: Request, limit: int | None = None) -> Any:
+    """The request's JSON object (at most ``limit`` bytes, by default
+    ``MJCORE_MAX_BODY_BYTES``), or :class:`BadRequest` (:class:`TooLarge` over the cap)."""
+    limit = limit or app_services(request).core.settings.max_body_bytes
     raw = bytearray()
     async for chunk in capped_stream(request, limit):
         raw += chunk

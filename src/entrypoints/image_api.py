@@ -8,7 +8,7 @@ import hmac
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Route
 
 from mjcore.accounts import Account
 from mjcore.discord_accounts import ACCOUNT_NAME, AccountNameTaken, DiscordAccount, Mode, Secret
@@ -35,6 +35,7 @@ from .http import (
     Doc,
     Handler,
     Operation,
+    Prefix,
     TooLarge,
     answer,
     app_services,
@@ -522,9 +523,9 @@ def image_routes() -> BaseRoute:
             )
         ),
     ]
-    return Mount(
+    return Prefix(
         "/api",
-        routes=[
+        [
             *(
                 Operation(path, endpoint(handler), method, doc)
                 for method, path, handler, doc in operations

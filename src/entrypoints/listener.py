@@ -59,11 +59,21 @@ class _Channel:
             held = False
         fields = {"lease": self.lease.name, "holder": self.lease.holder}
         if held and (self.running is None or self.running.done()):
+            if self.running is not None:
+                self._ended(self.running)
             log.info("listener.lease", extra=fields | {"change": "acquired"})
             self.running = asyncio.create_task(self.listener.run())
         elif not held and self.running is not None:
             log.info("listener.lease", extra=fields | {"change": "lost"})
             await self.stop()
+
+    def _ended(self, run: asyncio.Task[None]) -> None:
+        """Say why the last run stopped by itself (a bot token Discord refuses): read, its
+        error is not dumped as a "never retrieved" traceback; the next tick tries again."""
+        error = None if run.cancelled() else run.exception()
+        if error is not None:
+            extra = {"lease": self.lease.name, "error": f"{type(error).__name__}: {error}"}
+            log.warning("listener.stopped", extra=extra)
 
     async def stop(self) -> None:
         if self.running is not None:

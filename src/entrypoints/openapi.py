@@ -16,13 +16,19 @@ from starlette.routing import BaseRoute, Mount
 from mjcore.idempotency import IDEMPOTENCY_KEY
 
 from .http import Doc, Operation
-from .schema import Components, Schema, query_parameters
+from .schema import Components, Schema, query_parameters, type_schema
 
 SECURITY_SCHEMES: Schema = {
     "appKey": {"type": "http", "scheme": "bearer", "description": "an app key"},
     "jwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
     "admin": {"type": "http", "scheme": "basic"},
     "callbackSecret": {"type": "apiKey", "in": "query", "name": "secret"},
+    "mjApiSecret": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "mj-api-secret",
+        "description": "an app key (Authorization: Bearer <app key> works too)",
+    },
     "metricsToken": {
         "type": "http",
         "scheme": "bearer",
@@ -47,7 +53,7 @@ def operation_schema(path: str, doc: Doc, refs: Components) -> Schema:
         if status == 200 and doc.produces is not None:
             described["content"] = doc.produces
         elif cls is not None:
-            described["content"] = _json(refs.ref(cls))
+            described["content"] = _json(type_schema(cls, refs=refs))
         operation["responses"][str(status)] = described
     parameters = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}

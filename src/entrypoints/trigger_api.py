@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Route
 
 from mjcore.accounts import Account
 from mjcore.discord_accounts import AccountGone, NoAccountAvailable
@@ -31,6 +31,7 @@ from .http import (
     Doc,
     Handler,
     Operation,
+    Prefix,
     TooLarge,
     answer,
     app_services,
@@ -145,11 +146,15 @@ def error_response(exc: Exception) -> Response | None:
 endpoint = guarded(error_response, lambda: _detail(500, "Internal server error."))
 
 
-async def caller(request: Request) -> Account:
+def _app_key(request: Request) -> str:
     token = bearer_token(request)
     if token is None:
         raise NotAuthenticated()
-    return await app_services(request).accounts.authenticate_key(token)
+    return token
+
+
+async def caller(request: Request) -> Account:
+    return await app_services(request).accounts.authenticate_key(_app_key(request))
 
 
 def callback_secret_given(request: Request) -> bool:
@@ -255,16 +260,18 @@ def _has_secret(request: Request) -> bool:
         return False
 
 
+async def _callers_task(request: Request) -> Task:
+    """The caller's task named in the path: their key and the task in one read."""
+    accounts = app_services(request).accounts
+    return await accounts.task_by_key(_app_key(request), request.path_params["task_id"])
+
+
 async def get_task(request: Request) -> Response:
-    account = await caller(request)
-    mj = app_services(request).midjourney
-    return answer(task_view(await mj.task(account.id, request.path_params["task_id"])))
+    return answer(task_view(await _callers_task(request)))
 
 
 async def get_result(request: Request) -> Response:
-    account = await caller(request)
-    mj = app_services(request).midjourney
-    return answer(result_view(await mj.task(account.id, request.path_params["task_id"])))
+    return answer(result_view(await _callers_task(request)))
 
 
 async def list_tasks(request: Request) -> Response:
@@ -443,4 +450,4 @@ def trigger_routes() -> BaseRoute:
         ),
         Route("/{rest:path}", endpoint(not_found)),
     ]
-    return Mount("/v1/api/trigger", routes=routes)
+    return Prefix("/v1/api/trigger", routes)

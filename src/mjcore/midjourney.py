@@ -87,6 +87,111 @@ class MjAction(enum.StrEnum):
         return self not in (MjAction.IMAGINE, MjAction.DESCRIBE)
 
 
+BUTTON_IDS = {
+    MjAction.UPSCALE: "MJ::JOB::upsample::{index}::{hash}",
+    MjAction.VARIATION: "MJ::JOB::variation::{index}::{hash}",
+    MjAction.SOLO_VARIATION: "MJ::JOB::variation::1::{hash}::SOLO",
+    MjAction.SOLO_LOW_VARIATION: "MJ::JOB::low_variation::1::{hash}::SOLO",
+    MjAction.SOLO_HIGH_VARIATION: "MJ::JOB::high_variation::1::{hash}::SOLO",
+    MjAction.EXPAND: "MJ::JOB::pan_{direction}::1::{hash}::SOLO",
+    MjAction.ZOOMOUT: "MJ::Outpaint::{zoomout}::1::{hash}::SOLO",
+    MjAction.RESET: "MJ::JOB::reroll::0::{hash}::SOLO",
+}
+"""Midjourney's button ids, by the action that presses them."""
+
+
+@frozen
+class Button:
+    """A button Midjourney puts under a finished job's message."""
+
+    custom_id: str
+    label: str = ""
+    emoji: str = ""
+
+
+@frozen
+class Press:
+    """What pressing a button asks for: an action on the grid whose hash it names."""
+
+    action: MjAction
+    msg_hash: str
+    index: int = 1
+    direction: str | None = None
+    zoomout: int | None = None
+
+
+_GRID_BUTTONS = (
+    *((MjAction.UPSCALE, f"U{i}", "", i) for i in range(1, 5)),
+    (MjAction.RESET, "", "\U0001f504", 1),
+    *((MjAction.VARIATION, f"V{i}", "", i) for i in range(1, 5)),
+)
+_IMAGE_BUTTONS = (
+    (MjAction.SOLO_HIGH_VARIATION, "Vary (Strong)", "\U0001fa84", 1),
+    (MjAction.SOLO_LOW_VARIATION, "Vary (Subtle)", "\U0001fa84", 1),
+    (MjAction.ZOOMOUT, "Zoom Out 2x", "\U0001f50d", 50),
+    (MjAction.ZOOMOUT, "Zoom Out 1.5x", "\U0001f50d", 75),
+    (MjAction.EXPAND, "", "\u2b05\ufe0f", "left"),
+    (MjAction.EXPAND, "", "\u27a1\ufe0f", "right"),
+    (MjAction.EXPAND, "", "\u2b06\ufe0f", "up"),
+    (MjAction.EXPAND, "", "\u2b07\ufe0f", "down"),
+)
+
+
+def buttons(task: Task) -> list[Button]:
+    """The buttons under a finished Midjourney job's message, as Midjourney shows them (a
+    grid: U1-U4, reroll, V1-V4; an upscaled image: vary, zoom out, pan); none before it
+    has succeeded, and none on a describe."""
+    if task.msg_hash is None or task.action == MjAction.DESCRIBE:
+        return []
+    shown = _IMAGE_BUTTONS if task.action == MjAction.UPSCALE else _GRID_BUTTONS
+    found = []
+    for action, label, emoji, value in shown:
+        fields = {"index": value, "hash": task.msg_hash, "direction": value, "zoomout": value}
+        found.append(Button(BUTTON_IDS[action].format(**fields), label, emoji))
+    return found
+
+
+def parse_button(custom_id: str) -> Press | None:
+    """The action a Midjourney button id presses (the reverse of :data:`BUTTON_IDS`);
+    None for a button we cannot press."""
+    parts = custom_id.split("::")
+    for action, template in BUTTON_IDS.items():
+        pattern = template.split("::")
+        if len(pattern) != len(parts):
+            continue
+        found: dict[str, str] = {}
+        for want, got in zip(pattern, parts, strict=True):
+            field_ = re.fullmatch(r"(\w*)\{(\w+)\}", want)
+            if field_ is not None and got.startswith(field_.group(1)):
+                found[field_.group(2)] = got[len(field_.group(1)) :]
+            elif want != got:
+                break
+        else:
+            return _press(action, found)
+    return None
+
+
+def _press(action: MjAction, found: dict[str, str]) -> Press | None:
+    if not MSG_HASH.allows(found.get("hash", "")):
+        return None
+    index = found.get("index", "1")
+    direction = found.get("direction")
+    zoomout = found.get("zoomout")
+    if not (index.isdigit() and INDEX.low <= int(index) <= INDEX.high):
+        return None
+    if direction is not None and direction not in DIRECTIONS:
+        return None
+    if zoomout is not None and zoomout not in ("50", "75"):  # ZOOMOUT's choices
+        return None
+    return Press(
+        action,
+        found["hash"],
+        int(index),
+        direction,
+        None if zoomout is None else int(zoomout),
+    )
+
+
 _VARIATIONS = (
     MjAction.VARIATION,
     MjAction.SOLO_VARIATION,

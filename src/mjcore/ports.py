@@ -82,6 +82,12 @@ class AccountRepository(Protocol):
 
     async def by_key_digest(self, digest: str) -> Account | None: ...
 
+    async def by_key_digest_with_task(
+        self, digest: str, task_id: str
+    ) -> tuple[Account | None, Task | None]:
+        """The key's account and, if it is that account's, the task: one read (a task
+        looked at by its owner's key, the most frequent request)."""
+
     async def list(self, limit: int, offset: int = 0) -> Sequence[Account]:
         """Accounts (deleted ones too) by id."""
 
@@ -288,6 +294,11 @@ class WebhookRepository(Protocol):
         Rows another transaction is claiming are skipped (``FOR UPDATE SKIP LOCKED``; the
         write lock on SQLite), so several processes never take the same attempt.
         """
+
+    async def fix_payload(self, delivery_id: int, payload: str) -> str | None:
+        """Keep ``payload`` as the delivery's body unless it has one already; the body
+        kept (None if the delivery is gone). Written before the first attempt is sent, so
+        an attempt made again after a crash sends the same bytes."""
 
     async def record(
         self,

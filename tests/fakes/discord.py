@@ -239,10 +239,15 @@ class FakeDiscord:
 
     def delete_message(self, message_id: str) -> None:
         with self.lock:
-            del self._channel[message_id]
+            channel = self._channel.pop(message_id)["channel_id"]
         self.gateway.dispatch(
-            "MESSAGE_DELETE", {"id": message_id, "channel_id": CHANNEL, "guild_id": GUILD}
+            "MESSAGE_DELETE", {"id": message_id, "channel_id": channel, "guild_id": GUILD}
         )
+
+    def channel_ids(self) -> list[str]:
+        """Every account's channel, the settings' first (all in the one fake guild)."""
+        with self.lock:
+            return [a.channel_id for a in self.accounts.values()]
 
     def attachment(
         self, filename: str, *, content_type: str = "image/png", ephemeral: bool = False
@@ -373,7 +378,7 @@ class FakeDiscord:
                     "unicode_emoji": None,
                 }
             ],
-            "channels": [self._channel_object()],
+            "channels": [self._channel_object(c) for c in self.channel_ids()],
             "threads": [],
             "members": [
                 {
@@ -399,11 +404,11 @@ class FakeDiscord:
             "soundboard_sounds": [],
         }
 
-    def _channel_object(self) -> Payload:
+    def _channel_object(self, channel: str) -> Payload:
         with self.lock:
-            last = next(reversed(self._channel), None)
+            mine = [i for i, m in self._channel.items() if m["channel_id"] == channel]
         return {
-            "id": CHANNEL,
+            "id": channel,
             "type": 0,
             "guild_id": GUILD,
             "name": "midjourney",
@@ -414,7 +419,7 @@ class FakeDiscord:
             "nsfw": False,
             "rate_limit_per_user": 0,
             "permission_overwrites": [],
-            "last_message_id": last,
+            "last_message_id": mine[-1] if mine else None,
         }
 
     def _page(self, request: Request) -> list[Payload] | str:
@@ -427,8 +432,9 @@ class FakeDiscord:
             return "Value is not snowflake."
         if not 1 <= limit <= 100:
             return "Must be between 1 and 100."
+        channel = request.path_params["cid"]
         with self.lock:
-            oldest_first = [dict(m) for m in self._channel.values()]
+            oldest_first = [dict(m) for m in self._channel.values() if m["channel_id"] == channel]
         if after is not None:
             page = [m for m in oldest_first if int(m["id"]) > after][:limit]
         elif before is not None:
@@ -541,14 +547,14 @@ class FakeDiscord:
         async def channel(request: Request) -> Response:
             if self._caller(request) is None:
                 return JSONResponse(UNAUTHORIZED, status_code=401)
-            if request.path_params["cid"] != CHANNEL:
+            if request.path_params["cid"] not in self.channel_ids():
                 return JSONResponse(_UNKNOWN_CHANNEL, status_code=404)
-            return JSONResponse(self._channel_object())
+            return JSONResponse(self._channel_object(request.path_params["cid"]))
 
         async def history(request: Request) -> Response:
             if self._caller(request) is None:
                 return JSONResponse(UNAUTHORIZED, status_code=401)
-            if request.path_params["cid"] != CHANNEL:
+            if request.path_params["cid"] not in self.channel_ids():
                 return JSONResponse(_UNKNOWN_CHANNEL, status_code=404)
             page = self._page(request)
             if isinstance(page, str):
@@ -560,7 +566,7 @@ class FakeDiscord:
             if self._caller(request) is None:
                 return JSONResponse(UNAUTHORIZED, status_code=401)
             found = self.get_message(request.path_params["mid"])
-            if request.path_params["cid"] != CHANNEL or found is None:
+            if found is None or request.path_params["cid"] != found["channel_id"]:
                 return JSONResponse({"message": "Unknown Message", "code": 10008}, 404)
             return JSONResponse(found)
 

@@ -2,7 +2,8 @@
 
 What it does is chosen by markers in the prompt, so tests running against one shared
 server do not step on each other: ``[500]``, ``[429]``, ``[hang]``, ``[filtered]``,
-``[malformed]``; anything else gets a real PNG or JPEG as the Accept header asks.
+``[malformed]``, ``[every2nd500]`` (every second request with that very prompt fails);
+anything else gets a real PNG or JPEG as the Accept header asks.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class FakeFireworks:
         self.lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
         self.jobs: dict[str, dict[str, Any]] = {}
+        self.prompts: dict[str, int] = {}  # how often each prompt was asked for
         self.server = LoopbackServer(self.app())
         self.url = self.server.url
 
@@ -68,7 +70,9 @@ class FakeFireworks:
                     status_code=401,
                 )
             prompt: str = body.get("prompt", "")
-            if "[500]" in prompt:
+            with self.lock:
+                self.prompts[prompt] = asked = self.prompts.get(prompt, 0) + 1
+            if "[500]" in prompt or ("[every2nd500]" in prompt and asked % 2 == 0):
                 return JSONResponse({"error": {"message": "internal error"}}, status_code=500)
             if "[429]" in prompt:
                 return JSONResponse({"detail": "rate limit exceeded"}, status_code=429)

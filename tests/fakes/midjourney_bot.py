@@ -119,6 +119,8 @@ class Job:
     """What stands between ``" - "`` and the mention: ``""``, ``"Variations by "``..."""
     nonce: str | None
     interaction: Payload
+    channel_id: str | None = None
+    """Where the interaction was made, so where the job's messages go."""
     index: int | None = None
     parent_id: str | None = None
     job_id: str = field(factory=lambda: str(uuid.uuid4()))
@@ -235,6 +237,8 @@ class MidjourneyBot:
             job = None
         if job is None:
             return None
+        channel = body.get("channel_id")
+        job.channel_id = None if channel is None else str(channel)
         with self._lock:
             job.failure = self._failures.popleft() if self._failures else None
         self.jobs.append(job)
@@ -285,7 +289,7 @@ class MidjourneyBot:
             if job.failure is not Failure.NO_FINAL:
                 self._final(job)
             return
-        start = self._post(**self._answer(job), **self._text(job, "(Waiting to start)"))
+        start = self._post(job, **self._answer(job), **self._text(job, "(Waiting to start)"))
         job.progress_id = start["id"]
         if job.failure is Failure.DELETED:
             await self._step()
@@ -312,7 +316,7 @@ class MidjourneyBot:
         self._delete(start["id"])
 
     async def _describe(self, job: Job) -> None:
-        thinking = self._post(**self._answer(job), flags=LOADING)
+        thinking = self._post(job, **self._answer(job), flags=LOADING)
         job.progress_id = thinking["id"]
         await self._gate()
         if job.failure is Failure.NO_FINAL:
@@ -348,7 +352,7 @@ class MidjourneyBot:
         text["content"] += self.footer
         linked = {"type": 0} if job.parent_id is None else self._reply_to_parent(job)
         attachment = self.channel.attachment(filename)
-        message = self._post(**linked, **text, attachments=[attachment], components=buttons)
+        message = self._post(job, **linked, **text, attachments=[attachment], components=buttons)
         job.message_id, job.msg_hash = message["id"], msg_hash
 
     async def _step(self) -> None:
@@ -420,9 +424,12 @@ class MidjourneyBot:
         if self.ephemeral_notices:
             self.ephemeral.append(fields | {"flags": EPHEMERAL})
         else:
-            self._post(**fields)
+            self._post(job, **fields)
 
-    def _post(self, **fields: Any) -> Payload:
+    def _post(self, job: Job, **fields: Any) -> Payload:
+        """A message in the channel the job's interaction was made in."""
+        if job.channel_id is not None:
+            fields["channel_id"] = job.channel_id
         message = self.channel.post_message(MIDJOURNEY, **fields)
         self.posted.append(message)
         self.actions.append(("create", message["id"]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mjcore.accounts import digest_app_key
+from mjcore.accounts import Account, digest_app_key
 from mjcore.errors import (
     AccountNotFound,
     AccountUnavailable,
@@ -13,6 +13,7 @@ from mjcore.errors import (
     InvalidAppKey,
     InvalidInput,
     InvalidUserName,
+    TaskNotFound,
     UserNameTaken,
 )
 from mjcore.ledger import EntryKind
@@ -21,7 +22,7 @@ from mjcore.ports import Store
 from mjcore.pricing import Prices
 from mjcore.services import accounts, reports
 from mjcore.services.tasks import draft_task, reserve_task
-from mjcore.tasks import Provider
+from mjcore.tasks import Provider, Task
 
 from ..support import FakeClock
 
@@ -76,6 +77,44 @@ async def test_key_of_disabled_or_deleted_account_is_refused(
             await accounts.authenticate_key(store, key)
     await accounts.set_disabled(store, clock, "bob", False)
     assert (await accounts.authenticate_key(store, bob.app_key)).user_name == "bob"
+
+
+async def test_a_task_is_read_with_its_owners_key_in_one_look(
+    store: Store, clock: FakeClock
+) -> None:
+    alice = await accounts.create_account(store, clock, "alice", 5)
+    bob = await accounts.create_account(store, clock, "bob", 5)
+    draft = draft_task(
+        clock, Prices(), account_id=alice.account.id, provider=Provider.FIREWORKS, action="generate"
+    )
+    task = await reserve_task(store, draft)
+    digest = digest_app_key(alice.app_key)
+
+    async with store.unit_of_work(readonly=True) as uow:
+        mine = await uow.accounts.by_key_digest_with_task(digest, task.task_id)
+        missing = await uow.accounts.by_key_digest_with_task(digest, "no-such-task")
+        theirs = await uow.accounts.by_key_digest_with_task(
+            digest_app_key(bob.app_key), task.task_id
+        )
+        nobody = await uow.accounts.by_key_digest_with_task("not-a-digest", task.task_id)
+
+    def ids(found: tuple[Account | None, Task | None]) -> tuple[int | None, Task | None]:
+        return (None if found[0] is None else found[0].id), found[1]
+
+    assert ids(mine) == (alice.account.id, task)
+    assert mine[0] == await accounts.authenticate_key(store, alice.app_key)
+    assert ids(missing) == (alice.account.id, None)
+    assert ids(theirs) == (bob.account.id, None)  # another's task is not shown
+    assert nobody == (None, None)
+    assert await accounts.task_by_key(store, alice.app_key, task.task_id) == task
+    for key, task_id in ((bob.app_key, task.task_id), (alice.app_key, "x" * 5000)):
+        with pytest.raises(TaskNotFound):
+            await accounts.task_by_key(store, key, task_id)
+    with pytest.raises(InvalidAppKey):
+        await accounts.task_by_key(store, "not-a-key", task.task_id)
+    await accounts.set_disabled(store, clock, "alice", True)
+    with pytest.raises(AccountUnavailable):
+        await accounts.task_by_key(store, alice.app_key, task.task_id)
 
 
 async def test_user_names_are_unique(store: Store, clock: FakeClock) -> None:

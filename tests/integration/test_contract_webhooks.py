@@ -314,6 +314,27 @@ async def test_the_body_is_fixed_at_the_first_attempt(store: Store, clock: FakeC
     assert ('{"event":"task.succeeded","status":"SUCCESS"}', HOOK) in bodies
 
 
+async def test_an_attempt_that_never_recorded_is_made_again_with_the_same_body(
+    store: Store, clock: FakeClock
+) -> None:
+    task = await _task(store, clock, HOOK)
+    await tasks.advance_task(store, clock, task.task_id, TaskStatus.IN_PROGRESS, progress=0)
+    [crashed] = await _claim(store, clock)  # sent, then the process died before recording
+    assert crashed.id is not None
+    async with store.unit_of_work() as uow:
+        first = await uow.webhooks.fix_payload(crashed.id, '{"said":"first"}')
+        again = await uow.webhooks.fix_payload(crashed.id, '{"said":"later"}')
+        await uow.commit()
+    await tasks.advance_task(store, clock, task.task_id, TaskStatus.SUCCESS, image_url="https://i")
+    clock.advance(seconds=31)  # the lease ran out: the attempt is made again
+    receiver = ScriptedReceiver()
+
+    await _run_until_quiet(_service(store, clock, receiver, attempts=3), clock)
+
+    assert first == again == '{"said":"first"}'
+    assert [body for url, _, body in receiver.seen if '"said"' in body] == ['{"said":"first"}']
+
+
 async def test_410_stops_and_the_last_failure_is_a_dead_letter(
     store: Store, clock: FakeClock
 ) -> None:

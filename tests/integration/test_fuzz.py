@@ -1,4 +1,4 @@
-"""Fuzzing both surfaces from their OpenAPI document (schemathesis) against the real server.
+"""Fuzzing every surface from their OpenAPI document (schemathesis) against the real server.
 
 Short by default; ``MJCORE_FUZZ_EXAMPLES=500`` gives the long form. Every response must be
 documented (status, content type, shape); no 5xx but the 502/504 of a provider; and the
@@ -33,7 +33,7 @@ from ..servers import MJCORE, Served, mjcore_serve
 
 EXAMPLES = int(os.environ.get("MJCORE_FUZZ_EXAMPLES", "12"))
 ADMIN = ("fuzz-admin", "fuzz-admin-password")
-PROVIDER_PATHS = ("/api/generate", "/v1/api/trigger/")
+PROVIDER_PATHS = ("/api/generate", "/v1/api/trigger/", "/v1/images/")
 
 
 @schemathesis.check
@@ -78,7 +78,8 @@ async def _credentials(server: Served) -> dict[str, dict[str, str]]:
         user = {"Authorization": f"Bearer {token}"}
         code = await client.post("/api/admin/codes", json={"credits": 100_000}, headers=admin)
         await client.post("/api/redeem", json={"code": code.json()["codes"][0]}, headers=user)
-    return {"appKey": mj.headers, "jwt": user, "admin": admin}
+    proxy = {"mj-api-secret": mj.key}  # midjourney-proxy's header
+    return {"appKey": mj.headers, "mjApiSecret": proxy, "jwt": user, "admin": admin}
 
 
 # the document the server serves, built by the same code (the server's copy is checked below)

@@ -25,11 +25,14 @@ from attrs import frozen
 from prometheus_client.parser import text_string_to_metric_families
 
 from entrypoints import logs
+from entrypoints.bootstrap import open_store
+from mjcore.clock import system_clock
 from mjcore.ledger import EntryKind
+from mjcore.services.leases import Lease
 
 from ..e2e import CALLBACK_SECRET, User, credits, ledger_kinds, ledger_ok, new_user, wait_for
 from ..fakes.discord import CHANNEL, TOKEN, FakeAccount, FakeDiscord, listener_event
-from ..inprocess import InProcess, in_process, polled, until
+from ..inprocess import InProcess, in_process, listening, polled, until
 
 API = "/v1/api/trigger"
 ADMIN = ("pool-admin", "pool-admin-password")
@@ -111,8 +114,8 @@ def _trigger(interaction: dict[str, Any]) -> str:
     return value[2 : value.index("#>")]
 
 
-async def _imagine(pool: Pool, user: User, prompt: str) -> dict[str, Any]:
-    answer = await pool.client.post(f"{API}/imagine", json={"prompt": prompt}, headers=user.headers)
+async def _imagine(app: Pool | InProcess, user: User, prompt: str) -> dict[str, Any]:
+    answer = await app.client.post(f"{API}/imagine", json={"prompt": prompt}, headers=user.headers)
     assert answer.status_code == 200, answer.text
     body: dict[str, Any] = answer.json()
     return body
@@ -143,6 +146,12 @@ async def _end_everything(pool: Pool, expected: int) -> list[dict[str, Any]]:
             ended.add(_trigger(interaction))
             await _end(pool, interaction)
     return [i for i in pool.fake.sent() if i["type"] == 2]
+
+
+async def _finished(app: InProcess, user: User, task_id: str) -> dict[str, Any]:
+    return await wait_for(
+        app.client, user, task_id, lambda t: t["status"] in ("SUCCESS", "FAILURE")
+    )
 
 
 async def _view(pool: Pool, user: User, task_id: str) -> dict[str, Any]:
@@ -378,3 +387,53 @@ async def test_no_token_reaches_a_log_line_the_admin_api_or_the_openapi_document
     everything = "\n".join(captured.lines + shown)
     assert len(captured.lines) > 50 and "pool.account_down" in everything
     assert sorted(t for t in tokens if t in everything) == []
+
+
+async def test_each_accounts_channel_has_its_own_listener_and_lease(tmp_path: Path) -> None:
+    """Two accounts, the settings' bot in both channels: jobs and their follow-ups end
+    through our listener on each channel (no HTTP callback), each channel's lease held."""
+    with FakeDiscord(midjourney=True, heartbeat_interval_ms=500) as fake:
+        second = fake.add_account("b")
+        admin = {"admin_username": ADMIN[0], "admin_password": ADMIN[1]}
+        async with listening(fake, tmp_path, mj_concurrency="1", **admin) as app:
+            connected = fake.gateway.connections
+            added = await app.client.post(
+                "/api/admin/discord-accounts",
+                json={
+                    "name": "b",
+                    "guild_id": second.guild_id,
+                    "channel_id": second.channel_id,
+                    "user_token": second.token,
+                    "concurrency": 1,
+                },
+                headers=ADMIN_HEADERS,
+            )
+            assert added.status_code == 200, added.text
+            await until(lambda: fake.gateway.connections > connected)  # the next rescan
+            user = await new_user(app.database_url, 10)
+
+            grids = await asyncio.gather(*(_imagine(app, user, f"a lantern {i}") for i in range(2)))
+            done = [await _finished(app, user, g["task_id"]) for g in grids]
+
+            assert {t["discord_account"] for t in done} == {"default", "b"}
+            assert {t["status"] for t in done} == {"SUCCESS"}
+            on_b = next(t for t in done if t["discord_account"] == "b")
+            pressed = await app.client.post(
+                f"{API}/upscale",
+                json={"task_id": on_b["task_id"], "index": 1},
+                headers=user.headers,
+            )
+            assert pressed.status_code == 200, pressed.text
+            upscale = await _finished(app, user, pressed.json()["task_id"])
+            assert upscale["status"] == "SUCCESS" and upscale["discord_account"] == "b"
+            assert fake.sent()[-1]["channel_id"] == second.channel_id
+            assert {m["channel_id"] for m in fake.bot.posted} == {CHANNEL, second.channel_id}
+            store = await open_store(app.database_url, 2)
+            try:
+                for channel in (CHANNEL, second.channel_id):
+                    rival = Lease(store, system_clock, f"discord-listener:{channel}", "rival", 2)
+                    assert not await rival.hold()  # ours holds it
+            finally:
+                await store.close()
+            assert await ledger_ok(app.database_url)
+        assert fake.bot.errors == []

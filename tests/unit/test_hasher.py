@@ -29,9 +29,15 @@ async def test_finding_4_scrypt_does_not_block_the_event_loop() -> None:
     work = asyncio.gather(*(hasher.verify("wrong guess", stored) for _ in range(8)))
 
     lag = await _loop_lag_while(work)
+    started = time.perf_counter()
+    hash_password("one more, timed on this machine as loaded as it is now")
+    one = time.perf_counter() - started
 
     assert await work == [False] * 8
-    assert lag < 0.04, f"the loop stalled {lag * 1000:.0f} ms"  # one scrypt is ~50 ms
+    # on the loop, the loop would stall for a whole scrypt (~50 ms when the machine is idle)
+    assert lag < max(0.04, one / 2), (
+        f"the loop stalled {lag * 1000:.0f} ms (scrypt: {one * 1000:.0f})"
+    )
 
 
 async def test_finding_4_at_most_concurrency_hashes_run_at_once(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,21 +10,24 @@ from attrs import evolve
 
 from mjcore.errors import BannedPrompt
 from mjcore.midjourney import (
+    BUTTON_IDS,
     Attachment,
     Embed,
     EventType,
     ListenerEvent,
     MjAction,
+    buttons,
     costly_parameters,
     describe_prompts,
     discord_prompt,
     hash_of,
     image_index,
     new_trigger_id,
+    parse_button,
     progress_of,
     route,
 )
-from mjcore.moderation import check_prompt, default_banned_words, find_banned
+from mjcore.moderation import _matcher, check_prompt, default_banned_words, find_banned
 from mjcore.tasks import Provider, Task, TaskStatus
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -140,6 +144,27 @@ def test_the_shipped_list_bans_by_default_and_spares_ordinary_prompts() -> None:
         assert find_banned(fine, shipped) is None, fine
 
 
+def test_the_word_prefilter_never_lets_a_banned_phrase_through() -> None:
+    """The quick look at a prompt's words says "no" only where the regex would too."""
+    shipped = default_banned_words()
+    regex = _matcher(shipped)
+    assert regex is not None
+    rng = random.Random(11)
+    filler = ["a", "fox", "open", "see", "-", ",", "Through", "BIG", "dress", "ok.", "\t"]
+    prompts = [f"an {phrase.upper()}!" for phrase in shipped]
+    prompts += [f"x{phrase}y and {phrase.replace(' ', '-')}" for phrase in shipped]
+    prompts += [" ".join(rng.choices(filler + list(shipped), k=6)) for _ in range(2000)]
+    prompts += ["OVARİES", "\u212aKK"]  # "İ".lower() is two letters: the regex decides
+    for prompt in prompts:
+        found = regex.regex.search(prompt)
+        expected = (
+            None if found is None or found.lastgroup is None else regex.groups[found.lastgroup]
+        )
+        assert find_banned(prompt, shipped) == expected, prompt
+    assert find_banned("OVARİES", shipped) == "ovaries"
+    assert find_banned("an open-backed dress", list(shipped)) == "-backed"  # any iterable
+
+
 @pytest.mark.parametrize(
     ("prompt", "costly"),
     [
@@ -153,3 +178,53 @@ def test_the_shipped_list_bans_by_default_and_spares_ordinary_prompts() -> None:
 )
 def test_parameters_that_multiply_the_cost_are_found(prompt: str, costly: set[str]) -> None:
     assert costly_parameters(prompt) == costly
+
+
+def _finished(action: MjAction, msg_hash: str = "600f88ff-2147-40ad-83e4-50992c96aadb") -> Task:
+    task = Task("t1", 1, Provider.MIDJOURNEY, action.value, "a cat", 1, T0)
+    return evolve(task, status=TaskStatus.SUCCESS, msg_id="1", msg_hash=msg_hash)
+
+
+@pytest.mark.parametrize("action", [MjAction.IMAGINE, MjAction.UPSCALE, MjAction.ZOOMOUT])
+def test_every_button_shown_parses_back_to_the_action_that_presses_it(action: MjAction) -> None:
+    task = _finished(action)
+    shown = buttons(task)
+    assert shown
+    for button in shown:
+        press = parse_button(button.custom_id)
+        assert press is not None and press.msg_hash == task.msg_hash
+        params = {"index": press.index, "hash": press.msg_hash}
+        params |= {"direction": press.direction, "zoomout": press.zoomout}
+        assert BUTTON_IDS[press.action].format(**params) == button.custom_id
+
+
+def test_a_grid_shows_u_reroll_v_and_an_upscale_shows_vary_zoom_pan() -> None:
+    grid = [b.label or b.emoji for b in buttons(_finished(MjAction.IMAGINE))]
+    assert grid == ["U1", "U2", "U3", "U4", "\U0001f504", "V1", "V2", "V3", "V4"]
+    image = [parse_button(b.custom_id) for b in buttons(_finished(MjAction.UPSCALE))]
+    assert [p.action for p in image if p is not None] == [
+        MjAction.SOLO_HIGH_VARIATION,
+        MjAction.SOLO_LOW_VARIATION,
+        MjAction.ZOOMOUT,
+        MjAction.ZOOMOUT,
+        *[MjAction.EXPAND] * 4,
+    ]
+    assert buttons(evolve(_finished(MjAction.IMAGINE), msg_hash=None)) == []
+    assert buttons(_finished(MjAction.DESCRIBE)) == []
+
+
+@pytest.mark.parametrize(
+    "custom_id",
+    [
+        "",
+        "MJ::JOB::upsample::5::600f88ff-2147-40ad-83e4-50992c96aadb",
+        "MJ::JOB::upsample::x::600f88ff-2147-40ad-83e4-50992c96aadb",
+        "MJ::JOB::upsample::1::not a hash",
+        "MJ::Outpaint::60::1::600f88ff-2147-40ad-83e4-50992c96aadb::SOLO",
+        "MJ::JOB::pan_sideways::1::600f88ff-2147-40ad-83e4-50992c96aadb::SOLO",
+        "MJ::CustomZoom::600f88ff-2147-40ad-83e4-50992c96aadb",
+        "MJ::Inpaint::1::600f88ff-2147-40ad-83e4-50992c96aadb::SOLO",
+    ],
+)
+def test_buttons_we_cannot_press_parse_to_none(custom_id: str) -> None:
+    assert parse_button(custom_id) is None

@@ -16,6 +16,7 @@ from entrypoints.schema import BadRequest, make_converter, rule, structure
 from entrypoints.settings import Settings
 from mjcore import midjourney as mj
 from mjcore.limits import Text, Whole
+from mjcore.services import images
 
 
 def _document() -> dict[str, Any]:
@@ -102,3 +103,21 @@ def test_one_limit_changed_on_a_request_class_moves_validation_and_the_document(
         structure(converter, {"prompt": "x" * (prompt_limit + 1)}, cls)
     with pytest.raises(BadRequest, match=f"from 1 to {count_high}"):
         structure(converter, {"prompt": "x", "count": count_high + 1}, cls)
+
+
+def test_the_proxy_and_openai_surfaces_are_documented_with_the_cores_limits() -> None:
+    document = _document()
+    paths, schemas = document["paths"], document["components"]["schemas"]
+    assert paths["/mj/submit/imagine"]["post"]["security"] == [{"mjApiSecret": []}]
+    assert document["components"]["securitySchemes"]["mjApiSecret"]["name"] == "mj-api-secret"
+    listed = paths["/mj/task/list-by-condition"]["post"]["responses"]["200"]
+    assert listed["content"]["application/json"]["schema"] == {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/MjTask"},
+    }
+    assert schemas["MjImagineIn"]["properties"]["prompt"]["maxLength"] == mj.PROMPT.max_length
+    assert "additionalProperties" not in schemas["MjImagineIn"]  # read as new-api sends it
+    n = schemas["ImagesIn"]["properties"]["n"]
+    assert (n["minimum"], n["maximum"]) == (images.COUNT.low, images.COUNT.high)
+    assert schemas["ImagesIn"]["additionalProperties"] is False  # as strict as OpenAI's
+    assert {"/v1/images/generations", "/v1/models"} <= set(paths)

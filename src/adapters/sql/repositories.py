@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from attrs import evolve, frozen
+from attrs import define, evolve, field, frozen
 
 from mjcore.accounts import Account
 from mjcore.codes import RedemptionCode
@@ -88,6 +88,17 @@ class SqlAccounts:
 
     async def by_key_digest(self, digest: str) -> Account | None:
         return await self._one("app_key = :key", False, key=digest)
+
+    async def by_key_digest_with_task(
+        self, digest: str, task_id: str
+    ) -> tuple[Account | None, Task | None]:
+        row = await self.db.one(_KEY_WITH_TASK, key=digest, task_id=task_id)
+        if row is None:
+            return None, None
+        if row["t_task_id"] is None:
+            return _account(row, self.db), None
+        task_row = {name: row[f"t_{name}"] for name in _TASK_NAMES}
+        return _account(row, self.db), _task(task_row, self.db)
 
     async def list(self, limit: int, offset: int = 0) -> Sequence[Account]:
         rows = await self.db.all(
@@ -282,6 +293,16 @@ _JSON_FIELDS = ("params", "result")
 _TASK_NAMES = tuple(name.strip() for name in _TASK_COLUMNS.split(","))
 _INSERT_TASK = (
     f"INSERT INTO task ({_TASK_COLUMNS}) VALUES ({', '.join(':' + n for n in _TASK_NAMES)})"
+)
+
+
+_KEY_WITH_TASK = (
+    "SELECT "
+    + ", ".join(f"u.{name.strip()} AS {name.strip()}" for name in _ACCOUNT_COLUMNS.split(","))
+    + ", "
+    + ", ".join(f"t.{name} AS t_{name}" for name in _TASK_NAMES)
+    + " FROM user_info u LEFT JOIN task t ON t.task_id = :task_id AND t.account_id = u.id"
+    " WHERE u.app_key = :key"
 )
 
 
@@ -562,6 +583,15 @@ class SqlSettings:
         return stored
 
 
+@define
+class AccountKey:
+    """The key Discord tokens are sealed with: ``MJCORE_ACCOUNT_KEY`` (``given``), else the
+    one the database keeps, remembered by the store once read (``kept``)."""
+
+    given: str | None = field(default=None, repr=False)
+    kept: str | None = field(default=None, repr=False)
+
+
 _POOL_COLUMNS = (
     "name, guild_id, channel_id, user_token, bot_token, concurrency, queue_size, mode,"
     " enabled, health, health_reason, last_error, running, jobs, failures, last_used_at,"
@@ -575,16 +605,17 @@ class SqlDiscordAccounts:
     :mod:`adapters.secrets`): the table never holds one in the clear."""
 
     db: Session
-    account_key: str | None = None  # MJCORE_ACCOUNT_KEY; else a key the database keeps
+    key: AccountKey = field(factory=AccountKey)
 
     async def _sealer(self, *, create: bool) -> Sealer | None:
-        if self.account_key:
-            return Sealer(self.account_key)
-        settings = SqlSettings(self.db)
-        key = await (
-            settings.put_if_absent(KEPT_KEY, new_key()) if create else settings.get(KEPT_KEY)
-        )
-        return None if key is None else Sealer(key)
+        if self.key.given:
+            return Sealer(self.key.given)
+        if self.key.kept is None:  # once per store: a kept key never changes
+            settings = SqlSettings(self.db)
+            self.key.kept = await (
+                settings.put_if_absent(KEPT_KEY, new_key()) if create else settings.get(KEPT_KEY)
+            )
+        return None if self.key.kept is None else Sealer(self.key.kept)
 
     async def _account(self, row: Row, sealer: Sealer | None) -> DiscordAccount:
         if sealer is None:
@@ -856,6 +887,17 @@ class SqlWebhooks:
                 evolve(delivery, attempts=delivery.attempts + 1, next_attempt_at=lease_until)
             )
         return claimed
+
+    async def fix_payload(self, delivery_id: int, payload: str) -> str | None:
+        await self.db.execute(
+            "UPDATE webhook_delivery SET payload = :payload WHERE id = :id AND payload IS NULL",
+            payload=payload,
+            id=delivery_id,
+        )
+        kept = await self.db.scalar(
+            "SELECT payload FROM webhook_delivery WHERE id = :id", id=delivery_id
+        )
+        return None if kept is None else str(kept)
 
     async def record(
         self,

@@ -11,6 +11,7 @@ from attrs import define, field
 from .database import Connection, Database
 from .migrations import apply_migrations, pending_migrations
 from .repositories import (
+    AccountKey,
     SqlAccounts,
     SqlCodes,
     SqlDiscordAccounts,
@@ -33,7 +34,7 @@ class SqlUnitOfWork:
 
     _db: Database
     _readonly: bool
-    _account_key: str | None = None
+    _account_key: AccountKey = field(factory=AccountKey)
     _lease: AbstractAsyncContextManager[Connection] | None = field(init=False, default=None)
     _conn: Connection | None = field(init=False, default=None)
     _open: bool = field(init=False, default=False)
@@ -109,9 +110,13 @@ class SqlStore:
 
     db: Database
     account_key: str | None = field(default=None, repr=False)  # seals Discord tokens
+    _key: AccountKey = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._key = AccountKey(self.account_key)
 
     def unit_of_work(self, *, readonly: bool = False) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.db, readonly, self.account_key)
+        return SqlUnitOfWork(self.db, readonly, self._key)
 
     async def ping(self) -> None:
         async with self.db.connection() as conn:

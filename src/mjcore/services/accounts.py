@@ -17,11 +17,12 @@ from ..errors import (
     InvalidAmount,
     InvalidAppKey,
     InvalidInput,
+    TaskNotFound,
 )
 from ..limits import Whole
 from ..passwords import DECOY_HASH, Hasher, check_password
 from ..ports import AccountChanges, NewAccount, Store, TaskQuery, UnitOfWork
-from ..tasks import TaskStatus
+from ..tasks import TASK_ID, Task, TaskStatus
 from . import codes, credits
 from .jobs import NO_OPTIONS, Extras, JobOptions
 
@@ -70,8 +71,30 @@ async def authenticate_key(store: Store, app_key: str) -> Account:
     Raises :class:`InvalidAppKey` for an unknown key and :class:`AccountUnavailable`
     for the key of a disabled or deleted account.
     """
+    return _key_holder(await _by_key(store, app_key))
+
+
+async def task_by_key(store: Store, app_key: str, task_id: str) -> Task:
+    """One task of the active account holding ``app_key``, key and task read
+    together; refused as :func:`authenticate_key` refuses, else :class:`TaskNotFound`."""
+    if not TASK_ID.allows(task_id):  # no such id can exist: only the key to check
+        _key_holder(await _by_key(store, app_key))
+        raise TaskNotFound(f"no task {task_id!r}")
     async with store.unit_of_work(readonly=True) as uow:
-        account = await uow.accounts.by_key_digest(digest_app_key(app_key))
+        account, task = await uow.accounts.by_key_digest_with_task(digest_app_key(app_key), task_id)
+    _key_holder(account)
+    if task is None:
+        raise TaskNotFound(f"no task {task_id}")
+    return task
+
+
+async def _by_key(store: Store, app_key: str) -> Account | None:
+    async with store.unit_of_work(readonly=True) as uow:
+        return await uow.accounts.by_key_digest(digest_app_key(app_key))
+
+
+def _key_holder(account: Account | None) -> Account:
+    """The account an app key found, if it may act."""
     if account is None:
         raise InvalidAppKey("no account has this app key")
     if not account.active:
@@ -329,6 +352,9 @@ class AccountService:
 
     async def authenticate_key(self, app_key: str) -> Account:
         return await authenticate_key(self.store, app_key)
+
+    async def task_by_key(self, app_key: str, task_id: str) -> Task:
+        return await task_by_key(self.store, app_key, task_id)
 
     async def active(self, account_id: int) -> Account | None:
         """The account if it exists and may act (a JWT's subject, say)."""

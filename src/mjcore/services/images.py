@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
+
 from attrs import define, field, frozen
 
 from ..clock import Clock
 from ..errors import (
     ContentFiltered,
+    InsufficientCredits,
     InvalidTransition,
     ProviderError,
     ProviderNotConfigured,
@@ -26,13 +30,28 @@ PROMPT = Text("prompt", 2000, nonblank=True)
 ASPECT_RATIO = Text("aspect_ratio", 5, choices=ASPECT_RATIOS)
 OUTPUT_FORMAT = Text("output_format", 4, choices=FORMATS)
 SEED = Whole("seed", 0, 2**32 - 1)
+COUNT = Whole("n", 1, 4)  # images made at once for one request
 ACTION = "generate"
+Unmade = ProviderError | InsufficientCredits
+"""Why one image of several was not made (refunded, or never charged: the balance was
+spent meanwhile)."""
 
 
 @frozen
 class Generated:
     task: Task
     credits_remaining: int
+    data: bytes = b""  # the image itself, as stored
+
+
+def aspect_ratio_of(width: int, height: int) -> str:
+    """The offered aspect ratio nearest to ``width`` by ``height`` (1792x1024 is 16:9)."""
+
+    def distance(ratio: str) -> float:
+        w, h = (int(side) for side in ratio.split(":"))
+        return abs(math.log((width / height) / (w / h)))
+
+    return min(ASPECT_RATIOS, key=distance)
 
 
 def check_request(request: ImageRequest) -> ImageRequest:
@@ -114,7 +133,31 @@ class ImageService:
             )
         except InvalidTransition:  # the stale sweep settled (and refunded) it meanwhile
             raise ProviderTimeout("the image came too late; the job was refunded") from None
-        return Generated(done, await _credits(self.store, account_id))
+        return Generated(done, await _credits(self.store, account_id), image.data)
+
+    async def generate_many(
+        self, account_id: int, request: ImageRequest, count: int
+    ) -> list[Generated | Unmade]:
+        """``count`` images of one request, made at once, each charged and refunded on its
+        own (:meth:`generate`): what each came to, in order. :class:`InsufficientCredits`
+        before anything is charged when the balance cannot pay them all; the first error
+        when none was made."""
+        COUNT.check(count)
+        check_request(request)
+        balance, cost = await _credits(self.store, account_id), count * self.prices.of(ACTION)
+        if balance < cost:
+            raise InsufficientCredits(balance, cost)
+        made = await asyncio.gather(
+            *(self.generate(account_id, request) for _ in range(count)), return_exceptions=True
+        )
+        outcomes: list[Generated | Unmade] = []
+        for outcome in made:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Unmade):
+                raise outcome  # our own failure; each image's debit was settled all the same
+            outcomes.append(outcome)
+        if not any(isinstance(o, Generated) for o in outcomes):
+            raise next(o for o in outcomes if isinstance(o, Unmade))
+        return outcomes
 
     async def records(self, account_id: int, limit: int) -> list[Record]:
         return await reports.records(self.store, account_id, limit)

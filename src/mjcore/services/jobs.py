@@ -8,15 +8,19 @@ from typing import Any
 from attrs import define, frozen
 
 from ..errors import InvalidInput
+from ..limits import Text
 from ..ports import TargetGuard
 from ..webhooks import HOOK_URL, Hook, with_hooks
 from .idempotency import Claim, Guard, Keys
+
+STATE = Text("state", 2048)
 
 
 @frozen
 class JobOptions:
     hooks: tuple[Hook, ...] = ()
     claim: Claim | None = None  # the request's Idempotency-Key, if it sent one
+    state: str | None = None  # the client's own note, shown with the task (novicezk's state)
 
 
 NO_OPTIONS = JobOptions()
@@ -39,6 +43,8 @@ class Extras:
                 raise InvalidInput("this server does not call back")
             await self.targets.check(hook.url)
         operator = (Hook(self.operator_url),) if self.operator_url else ()
+        if options.state is not None:
+            params = dict(params) | {"state": STATE.check(options.state)}
         return with_hooks(params, (*options.hooks, *operator))
 
     def guard(self, options: JobOptions, task_id: str | None = None) -> Guard | None:

@@ -106,6 +106,15 @@ class ParentRef:
 
 
 @frozen
+class Picture:
+    """An image a caller hands in with a job (to be uploaded to Discord first)."""
+
+    data: bytes
+    content_type: str
+    suffix: str  # ".png"
+
+
+@frozen
 class UploadResult:
     upload: Upload
     trigger_id: str
@@ -148,11 +157,21 @@ class MidjourneyService:
         prompt: str,
         picurl: str | None = None,
         options: JobOptions = NO_OPTIONS,
+        pictures: Sequence[Picture] = (),
     ) -> Task:
+        """A grid from ``prompt``, after the image at ``picurl`` and the ``pictures`` handed
+        in (each uploaded and posted first, once the prompt has passed its checks)."""
         check_user_text(prompt, "prompt")
         for name in sorted(costly_parameters(prompt) - self.allowed_parameters):
             raise InvalidInput(f"--{name} multiplies the cost of a job and is not allowed here")
         check_prompt(prompt, self.banned_words)
+        urls = [picurl] if picurl else []
+        for picture in pictures:  # image prompts come first, before our marker: one picurl
+            posted = await self.upload(
+                account_id, picture.data, picture.content_type, picture.suffix
+            )
+            urls.append(await self.send_message(account_id, posted.upload.upload_filename))
+        picurl = " ".join(urls) or None
         params = await self.extras.params({"picurl": picurl} if picurl else {}, options)
         draft = self._draft(account_id, MjAction.IMAGINE, prompt, params)
         return await self._start(draft, options)
@@ -195,6 +214,14 @@ class MidjourneyService:
         params = await self.extras.params({"upload_filename": upload_filename}, options)
         draft = self._draft(account_id, MjAction.DESCRIBE, "", params, None, trigger_id)
         return await self._start(evolve(draft, worker=upload.worker or DEFAULT_ACCOUNT), options)
+
+    async def describe_picture(
+        self, account_id: int, picture: Picture, options: JobOptions = NO_OPTIONS
+    ) -> Task:
+        """Describe an image handed in with the job (uploaded first)."""
+        uploaded = await self.upload(account_id, picture.data, picture.content_type, picture.suffix)
+        name = uploaded.upload.upload_filename
+        return await self.describe(account_id, name, uploaded.trigger_id, options)
 
     async def upload(
         self, account_id: int, data: bytes, content_type: str, suffix: str
@@ -503,12 +530,13 @@ class MidjourneyService:
 
     async def ensure_account(self, account: DiscordAccount) -> None:
         """The account the settings describe (``MJCORE_DISCORD_*``): added, or its ids,
-        token and limits brought in line; the operator's switch and its health stay."""
+        token and limits brought in line; the operator's switch and its health stay.
+        Called at start-up, so it starts nothing itself (a backlog would hold the server's
+        start): the sweep starts what may run now."""
         try:
             await add_discord_account(self.store, self.clock, account)
         except AccountNameTaken:
             await update_discord_account(self.store, account)
-        await self._refill()
 
     async def enable_account(self, name: str) -> DiscordAccount:
         await enable_discord_account(self.store, name)
@@ -577,6 +605,12 @@ class MidjourneyService:
         return await lifecycle.list_tasks(
             self.store, account_id, status=status, limit=limit, offset=offset
         )
+
+    async def unfinished(self, account_id: int) -> list[Task]:
+        """The account's Midjourney jobs running or waiting, oldest first."""
+        bound = self.limits.concurrency + self.limits.queue_size
+        async with self.store.unit_of_work(readonly=True) as uow:
+            return list(await uow.tasks.unfinished_of(MJ, account_id, bound))
 
     async def queue_status(self, account_id: int) -> QueueStatus:
         """The queue's limits and the caller's jobs in it."""

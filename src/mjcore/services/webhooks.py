@@ -50,12 +50,16 @@ class WebhookService:
         assert delivery.id is not None
         payload = delivery.payload
         if payload is None:  # the first attempt fixes the body; retries send it again
-            async with self.store.unit_of_work(readonly=True) as uow:
+            async with self.store.unit_of_work() as uow:
                 task = await uow.tasks.get(delivery.task_id)
-            if task is None:
+                if task is not None:
+                    payload = await uow.webhooks.fix_payload(
+                        delivery.id, self.render(delivery, task)
+                    )
+                await uow.commit()
+            if payload is None:
                 await self._record(delivery, Outcome(error="the task is gone"), "", None)
                 return
-            payload = self.render(delivery, task)
         outcome = await self.sender.send(delivery.url, delivery.webhook_id, payload)
         await self._record(delivery, outcome, payload, self.policy.wait_after(delivery.attempts))
 
