@@ -59,28 +59,27 @@ def _children(pid: int) -> list[int]:
 def process(
     argv: list[str], env: dict[str, str], probe: str, port: int
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start a server; wait until ``probe`` answers at all."""
-    proc = subprocess.Popen(
-        argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"{argv} exited: {proc.stderr.read().decode() if proc.stderr else ''}"
-                )
-            try:
-                httpx.get(f"http://127.0.0.1:{port}{probe}", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{argv} did not start") from None
-                time.sleep(0.1)
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+    """Start a server; wait until ``probe`` answers at all. Its output goes to a file: a
+    pipe nobody reads fills up and stops a server that logs (a WARNING per job would)."""
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                if proc.poll() is not None:
+                    log.seek(0)
+                    raise RuntimeError(f"{argv} exited: {log.read().decode(errors='replace')}")
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}{probe}", timeout=1)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{argv} did not start") from None
+                    time.sleep(0.1)
+            yield proc
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
 
 
 def uvicorn(factory: str, port: int, env: dict[str, str]) -> list[str]:
@@ -301,7 +300,15 @@ def dispatching(
     port, discord_port = free_port(), free_port()
     callback = f"http://127.0.0.1:{port}/v1/api/trigger/midjourney/result"
     fake = [sys.executable, "-m", "bench.fakes", "discord-ending", str(discord_port)]
-    env = mjcore_env(url, port, workdir, discord_port, MJCORE_MJ_CONCURRENCY="1000")
+    env = mjcore_env(
+        url,
+        port,
+        workdir,
+        discord_port,
+        MJCORE_MJ_CONCURRENCY="1000",
+        # each result image is copied from the fake's CDN, as Discord's would be
+        MJCORE_MIRROR_HOSTS=f"http://127.0.0.1:{discord_port}",
+    )
     argv = [MJCORE, "serve", "--host", "127.0.0.1", "--port", str(port)]
     with (
         process([*fake, callback, CALLBACK_SECRET], clean_env(), "/", discord_port),

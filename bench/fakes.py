@@ -52,6 +52,7 @@ if __name__ == "__main__":
         app = FakeFireworks().app()
     else:
         discord = FakeDiscord()
+        discord.url = f"http://127.0.0.1:{port}"  # its CDN's address in the events it sends
         if kind == "discord-ending":
             discord.bot = EndingBot(discord, sys.argv[3], sys.argv[4])  # type: ignore[assignment]
         app = discord.app()
