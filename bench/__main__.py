@@ -189,6 +189,7 @@ def mjcore_env(
     )
 
 
+RELAY = "bare Starlette POST / + the fake Fireworks call"
 CALLBACK_SECRET = "bench-callback-secret"  # noqa: S105 (loopback only)
 IMAGINE = json.dumps({"prompt": "a red fox in the snow"}).encode()
 
@@ -221,6 +222,14 @@ def run(args: argparse.Namespace) -> Bench:
             bench.measure(
                 "bare Starlette GET /", port, proc.pid, load.request_bytes("GET", "/"), None
             )
+
+        port = free_port()
+        fireworks = f"http://127.0.0.1:{fireworks_port}/inference/v1"
+        env = clean_env(BENCH_FIREWORKS_URL=fireworks)
+        with process(uvicorn("bench.apps:relay", port, env), env, "/nothing", port) as proc:
+            body = json.dumps({"prompt": "a lighthouse"}).encode()
+            request = load.request_bytes("POST", "/", body)
+            bench.measure(RELAY, port, proc.pid, request, None)
 
         for store, url in args.stores.items():
             if store == "sqlite":
@@ -277,11 +286,7 @@ def run(args: argparse.Namespace) -> Bench:
                         body = json.dumps({"prompt": "a lighthouse"}).encode()
                         generate = load.request_bytes("POST", "/api/generate", body, ready["jwt"])
                         bench.measure(
-                            "mjcore POST /api/generate (sqlite)",
-                            port,
-                            proc.pid,
-                            generate,
-                            "bare Starlette GET /",
+                            "mjcore POST /api/generate (sqlite)", port, proc.pid, generate, RELAY
                         )
             dispatching(bench, args, store, url, workdir)
     shutil.rmtree(workdir, ignore_errors=True)

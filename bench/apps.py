@@ -136,3 +136,29 @@ def ceiling() -> Starlette:
         return JSONResponse({"ok": True})
 
     return Starlette(routes=[Route("/", debit, methods=["POST"])], lifespan=lifespan)
+
+
+def relay() -> Starlette:
+    """The reference for ``/api/generate``: a bare endpoint that makes the same call to the
+    fake Fireworks (``BENCH_FIREWORKS_URL``) through one httpx client, and answers."""
+    import httpx
+
+    base = os.environ["BENCH_FIREWORKS_URL"]
+    url = f"{base}/workflows/accounts/fireworks/models/flux-1-schnell-fp8/text_to_image"
+    state: dict[str, httpx.AsyncClient] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            state["client"] = client
+            yield
+
+    async def generate(request: Request) -> JSONResponse:
+        answer = await state["client"].post(
+            url,
+            json={"prompt": (await request.json())["prompt"]},
+            headers={"Authorization": "Bearer fw-test-key", "Accept": "image/png"},
+        )
+        return JSONResponse({"bytes": len(answer.content)}, status_code=answer.status_code)
+
+    return Starlette(routes=[Route("/", generate, methods=["POST"])], lifespan=lifespan)
