@@ -325,14 +325,17 @@ class MidjourneyService:
         )
 
     async def _start(self, draft: Task, options: JobOptions = NO_OPTIONS) -> Task:
-        task = await self._admit(draft, self.extras.guard(options, draft.task_id))
-        if not task.holds_slot:
+        task, account = await self._admit(draft, self.extras.guard(options, draft.task_id))
+        if account is None:
             return task  # waiting; dispatched when a slot frees
-        return (await self._run([task]))[task.task_id]
+        return (await self._run([task], [account]))[task.task_id]
 
-    async def _admit(self, draft: Task, guard: Guard | None = None) -> Task:
+    async def _admit(
+        self, draft: Task, guard: Guard | None = None
+    ) -> tuple[Task, DiscordAccount | None]:
         """Charge and record the job; it runs at once on the pool's account with the most
-        free slots (a follow-up: on its grid's account) if one is free, else it waits."""
+        free slots (a follow-up: on its grid's account) if one is free, else it waits. The
+        task, and the account it runs on (None: it waits)."""
         now = draft.created_at
         async with self.store.unit_of_work() as uow:
             queue = await uow.queue.lock(MJ)
@@ -352,7 +355,7 @@ class MidjourneyService:
                 await uow.queue.change(MJ, waiting=1)
             await lifecycle.open_in(uow, task)
             await uow.commit()
-        return task
+        return task, target
 
     @staticmethod
     async def _target(
@@ -376,13 +379,18 @@ class MidjourneyService:
 
     # -- running and ending jobs ------------------------------------------------------
 
-    async def _run(self, tasks: list[Task]) -> dict[str, Task]:
-        """Send each task to Discord through its account; a refusal ends it (refund, slot
-        freed, next one sent). An account whose token Discord refuses, or that is refused
-        again and again, is taken out of service: its jobs fail, others take the queue."""
+    async def _run(
+        self, tasks: list[Task], known: Sequence[DiscordAccount] | None = None
+    ) -> dict[str, Task]:
+        """Send each task to Discord through its account (``known``: the accounts as the
+        caller just read them, else they are read); a refusal ends it (refund, slot freed,
+        next one sent). An account whose token Discord refuses, or that is refused again
+        and again, is taken out of service: its jobs fail, others take the queue."""
         outcome: dict[str, Task] = {}
         pending = list(tasks)
-        accounts = {a.name: a for a in await self.accounts()} if pending else {}
+        if known is None and pending:
+            known = await self.accounts()
+        accounts = {a.name: a for a in known or ()}
         while pending:
             task = pending.pop(0)
             account = accounts.get(task.worker or "")
@@ -439,29 +447,34 @@ class MidjourneyService:
         """End a task (refund on failure, exactly once), free its slot, promote waiting ones."""
         now = self.clock()
         async with self.store.unit_of_work() as uow:
-            await uow.queue.lock(MJ)
+            queue = await uow.queue.lock(MJ)
             current = await lifecycle.locked(uow, task_id)
             if current.status.terminal:
                 return Ending(current, [], changed=False)
             task = await lifecycle.end_in(uow, current, now, failure, **changes)
             task = await _leave_queue(uow, current, task)
-            promoted = await self._fill(uow, now)
+            promoted = await self._fill(uow, now, queue.waiting)
             await uow.commit()
         return Ending(task, promoted, changed=True)
 
-    async def _fill(self, uow: UnitOfWork, now: datetime) -> list[Task]:
+    async def _fill(self, uow: UnitOfWork, now: datetime, waiting: int) -> list[Task]:
         """Start waiting tasks on accounts with free slots, the most free first (the caller
-        holds the queue lock). A follow-up waits for its own account; others take any."""
+        holds the queue lock, and says how many waited when it took it: none, no query).
+        A follow-up waits for its own account; others take any."""
+        if waiting <= 0:
+            return []
         accounts = {a.name: a for a in await uow.discord_accounts.list()}
         exhausted: set[str] = set()  # free, but nothing waiting may run there
-        promoted = []
-        while (target := pick(a for a in accounts.values() if a.name not in exhausted)) is not None:
-            waiting = await uow.tasks.next_waiting(MJ, target.name)
-            if waiting is None:
+        promoted: list[Task] = []
+        while len(promoted) < waiting and (
+            target := pick(a for a in accounts.values() if a.name not in exhausted)
+        ):
+            job = await uow.tasks.next_waiting(MJ, target.name)
+            if job is None:
                 exhausted.add(target.name)
                 continue
             started = await lifecycle.move_in(
-                uow, waiting, TaskStatus.SUBMITTED, now, worker=target.name
+                uow, job, TaskStatus.SUBMITTED, now, worker=target.name
             )
             await uow.tasks.set_holds_slot(started.task_id, True)
             await uow.discord_accounts.change_running(target.name, 1, now)
@@ -480,7 +493,7 @@ class MidjourneyService:
         admin) any task's slot.
         """
         async with self.store.unit_of_work() as uow:
-            await uow.queue.lock(MJ)
+            queue = await uow.queue.lock(MJ)
             freed = 0
             for task in await uow.tasks.by_trigger(trigger_id):
                 mine = account_id is None or (
@@ -491,7 +504,7 @@ class MidjourneyService:
                     await uow.queue.change(MJ, running=-1)
                     if task.worker is not None:
                         await uow.discord_accounts.change_running(task.worker, -1)
-            promoted = await self._fill(uow, self.clock())
+            promoted = await self._fill(uow, self.clock(), queue.waiting)
             await uow.commit()
         await self._run(promoted)
         return freed
@@ -504,8 +517,8 @@ class MidjourneyService:
         for task, failure in overdue:
             promoted += (await self._finish(task.task_id, failure)).promoted
         async with self.store.unit_of_work() as uow:
-            await uow.queue.lock(MJ)
-            promoted += await self._fill(uow, self.clock())
+            queue = await uow.queue.lock(MJ)
+            promoted += await self._fill(uow, self.clock(), queue.waiting)
             await uow.commit()
         await self._run(promoted)
         return len(overdue)
@@ -571,8 +584,8 @@ class MidjourneyService:
     async def _refill(self) -> None:
         """Start what may run now (after the pool changed)."""
         async with self.store.unit_of_work() as uow:
-            await uow.queue.lock(MJ)
-            promoted = await self._fill(uow, self.clock())
+            queue = await uow.queue.lock(MJ)
+            promoted = await self._fill(uow, self.clock(), queue.waiting)
             await uow.commit()
         await self._run(promoted)
 
@@ -581,9 +594,9 @@ class MidjourneyService:
         same transaction, what may now run elsewhere."""
         now = self.clock()
         async with self.store.unit_of_work() as uow:
-            await uow.queue.lock(MJ)
+            queue = await uow.queue.lock(MJ)
             await out_of_service_in(uow, name, reason, now, health=health)
-            promoted = await self._fill(uow, now)
+            promoted = await self._fill(uow, now, queue.waiting)
             await uow.commit()
         return promoted
 
