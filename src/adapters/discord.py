@@ -19,7 +19,7 @@ from mjcore.errors import (
     ProviderUnavailable,
     SubmissionUncertain,
 )
-from mjcore.midjourney import BUTTON_IDS, MjAction, discord_prompt
+from mjcore.midjourney import MjAction, discord_prompt, pressed
 from mjcore.ports import Upload
 from mjcore.tasks import Task
 
@@ -49,16 +49,10 @@ class DiscordConfig:
 
 def custom_id(task: Task) -> str:
     """The Midjourney button a follow-up task presses."""
-    template = BUTTON_IDS.get(MjAction(task.action))
-    if template is None:
+    found = pressed(task)
+    if found is None:
         raise InvalidInput(f"{task.action} is not a button")
-    p = task.params
-    return template.format(
-        index=p.get("index"),
-        hash=p["msg_hash"],
-        direction=p.get("direction"),
-        zoomout=p.get("zoomout"),
-    )
+    return found
 
 
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)

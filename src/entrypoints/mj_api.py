@@ -141,12 +141,17 @@ def error_response(exc: Exception) -> Response | None:
 endpoint = guarded(error_response, lambda: _out(500, Code.FAILURE, "internal error"))
 
 
-async def caller(request: Request) -> Account:
-    """The account whose app key is in ``mj-api-secret`` (novicezk) or the bearer token."""
+def _key(request: Request) -> str:
+    """The app key in ``mj-api-secret`` (novicezk) or the bearer token."""
     key = request.headers.get("mj-api-secret") or bearer_token(request)
     if not key:
         raise NotAuthenticated()
-    return await app_services(request).accounts.authenticate_key(key)
+    return key
+
+
+async def caller(request: Request) -> Account:
+    """The account whose app key the request carries."""
+    return await app_services(request).accounts.authenticate_key(_key(request))
 
 
 async def submitted(request: Request, cls: type[S], images: bool = False) -> S:
@@ -191,11 +196,9 @@ async def imagine(request: Request) -> Response:
 
 async def _parent(request: Request, account: Account, task_id: str) -> Task:
     try:
-        task = await app_services(request).midjourney.task(account.id, task_id)
-    except NotFound:
+        task = await _own(request, account, task_id)
+    except NoSuchTask:
         raise Refused(Code.NOT_FOUND, "task not found or expired") from None
-    if task.provider is not Provider.MIDJOURNEY:
-        raise Refused(Code.NOT_FOUND, "task not found or expired")
     if task.status is not TaskStatus.SUCCESS:
         raise Refused(Code.VALIDATION_ERROR, f"task {task_id} has not succeeded")
     return task
@@ -273,24 +276,34 @@ async def modal(request: Request) -> Response:
     raise Refused(Code.VALIDATION_ERROR, "no action of this server waits for a modal")
 
 
-async def _own(request: Request, account: Account, task_id: str) -> Task:
-    try:
-        task = await app_services(request).midjourney.task(account.id, task_id)
-    except NotFound:
-        raise NoSuchTask() from None
+def _midjourney(task: Task) -> Task:
     if task.provider is not Provider.MIDJOURNEY:
         raise NoSuchTask()
     return task
 
 
+async def _own(request: Request, account: Account, task_id: str) -> Task:
+    try:
+        return _midjourney(await app_services(request).midjourney.task(account.id, task_id))
+    except NotFound:
+        raise NoSuchTask() from None
+
+
+async def _by_key(request: Request) -> Task:
+    """The caller's task named in the path: their key and the task in one read."""
+    accounts = app_services(request).accounts
+    try:
+        return _midjourney(await accounts.task_by_key(_key(request), request.path_params["id"]))
+    except NotFound:
+        raise NoSuchTask() from None
+
+
 async def fetch(request: Request) -> Response:
-    account = await caller(request)
-    return answer(task_view(await _own(request, account, request.path_params["id"])))
+    return answer(task_view(await _by_key(request)))
 
 
 async def image_seed(request: Request) -> Response:
-    account = await caller(request)
-    await _own(request, account, request.path_params["id"])
+    await _by_key(request)
     why = "the image seed is not available: this server does not ask Midjourney for seeds"
     return answer(MjSeedOut(Code.VALIDATION_ERROR, why, None))
 

@@ -19,7 +19,7 @@ from attrs import define, field
 from mjcore import midjourney as mj
 from mjcore.limits import Text
 from mjcore.media import EXTENSIONS, sniff
-from mjcore.midjourney import BUTTON_IDS, MjAction, buttons
+from mjcore.midjourney import MjAction, buttons, pressed
 from mjcore.services.jobs import STATE
 from mjcore.services.midjourney import Picture
 from mjcore.tasks import TASK_ID, Task, TaskStatus
@@ -263,20 +263,6 @@ def _progress(task: Task) -> str:
     return f"{task.progress}%"
 
 
-def _custom_id(task: Task) -> str:
-    """The button a follow-up pressed (``""`` for an imagine or describe)."""
-    template = BUTTON_IDS.get(MjAction(task.action))
-    p = task.params
-    if template is None or not p.get("msg_hash"):
-        return ""
-    return template.format(
-        index=p.get("index"),
-        hash=p["msg_hash"],
-        direction=p.get("direction"),
-        zoomout=p.get("zoomout"),
-    )
-
-
 def _description(task: Task, action: MjAction) -> str:
     if action is MjAction.IMAGINE:
         return f"/imagine {task.prompt}"
@@ -294,7 +280,7 @@ def task_view(task: Task) -> MjTask:
     return MjTask(
         id=task.task_id,
         action=ACTIONS[action],
-        customId=_custom_id(task),
+        customId=pressed(task) or "",  # "" for an imagine or describe
         botType="MID_JOURNEY",
         status=task.status,
         progress=_progress(task),

@@ -151,6 +151,21 @@ def buttons(task: Task) -> list[Button]:
     return found
 
 
+def pressed(task: Task) -> str | None:
+    """The button id a follow-up task presses on its parent's message (None for a job
+    that is not a button, or whose parent's hash is unknown)."""
+    template = BUTTON_IDS.get(MjAction(task.action))
+    p = task.params
+    if template is None or not p.get("msg_hash"):
+        return None
+    return template.format(
+        index=p.get("index"),
+        hash=p["msg_hash"],
+        direction=p.get("direction"),
+        zoomout=p.get("zoomout"),
+    )
+
+
 def parse_button(custom_id: str) -> Press | None:
     """The action a Midjourney button id presses (the reverse of :data:`BUTTON_IDS`);
     None for a button we cannot press."""
