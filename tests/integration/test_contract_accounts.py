@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import pytest
 
 from mjcore.accounts import Account, digest_app_key
@@ -79,6 +81,17 @@ async def test_key_of_disabled_or_deleted_account_is_refused(
     assert (await accounts.authenticate_key(store, bob.app_key)).user_name == "bob"
 
 
+class _CountingStore:
+    """A store that counts the units of work opened on it."""
+
+    def __init__(self, store: Store) -> None:
+        self.store, self.opened = store, 0
+
+    def unit_of_work(self, *, readonly: bool = False) -> Any:
+        self.opened += 1
+        return self.store.unit_of_work(readonly=readonly)
+
+
 async def test_a_task_is_read_with_its_owners_key_in_one_look(
     store: Store, clock: FakeClock
 ) -> None:
@@ -106,7 +119,9 @@ async def test_a_task_is_read_with_its_owners_key_in_one_look(
     assert ids(missing) == (alice.account.id, None)
     assert ids(theirs) == (bob.account.id, None)  # another's task is not shown
     assert nobody == (None, None)
-    assert await accounts.task_by_key(store, alice.app_key, task.task_id) == task
+    counted = _CountingStore(store)
+    assert await accounts.task_by_key(cast(Store, counted), alice.app_key, task.task_id) == task
+    assert counted.opened == 1  # the key and the task in one read
     for key, task_id in ((bob.app_key, task.task_id), (alice.app_key, "x" * 5000)):
         with pytest.raises(TaskNotFound):
             await accounts.task_by_key(store, key, task_id)

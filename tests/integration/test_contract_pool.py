@@ -176,7 +176,13 @@ async def test_taking_an_account_out_moves_waiting_jobs_and_refunds_its_own_once
     assert (await accounts.get_account_by_id(store, user)).credits == before + len(ended)
     assert await _running(store) == {"a": 0, "b": 2, "c": 2}
     waiting = [await tasks.get_task(store, j.task_id) for j in jobs]
-    assert not any(t.worker == "a" for t in waiting if t.status is not TaskStatus.FAILURE)
+    still = [t for t in waiting if t.status is TaskStatus.NOT_START]
+    assert len(still) == 2 and all(t.worker is None for t in still)  # b and c are full
+    on_b = next(j for j in jobs if j.worker == "b")
+    await mj.handle(_end(on_b, "9123456789"))  # a slot frees on b: a waiting job takes it
+    moved = [await tasks.get_task(store, t.task_id) for t in still]
+    assert [t.worker for t in moved if t.status is TaskStatus.SUBMITTED] == ["b"]
+    assert provider.sent_by[-1] == "b"
     async with store.unit_of_work(readonly=True) as uow:
         refunds = [e for e in await uow.ledger.entries(user) if e.kind == "refund"]
     assert len(refunds) == len(ended)  # once each

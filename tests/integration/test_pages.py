@@ -159,7 +159,9 @@ async def test_a_new_login_gets_a_new_csrf_token(app: InProcess) -> None:
     assert after != before
 
 
-async def test_what_users_type_is_shown_as_text(app: InProcess) -> None:
+async def test_what_users_type_is_shown_as_text(
+    app: InProcess, discord: FakeDiscord, tmp_path: Path
+) -> None:
     client = await browser(app)
     token = csrf_of((await client.get("/web/register")).text)
     probe = '"><img src=x onerror=alert(1)>'
@@ -169,12 +171,17 @@ async def test_what_users_type_is_shown_as_text(app: InProcess) -> None:
     assert refused.status_code == 400
     assert probe not in refused.text
     assert 'value="&#34;&gt;&lt;img src=x onerror=alert(1)&gt;"' in refused.text
-    user = await logged_in(app, "erin", 3)
-    answer = await user.post(
-        "/web/midjourney",
-        data={"csrf": csrf_of((await user.get("/web/")).text), "prompt": XSS_PROMPT},
-    )
-    assert "<script>alert" not in answer.text and "<img src=x" not in answer.text
+    (tmp_path / "mj").mkdir()
+    async with in_process(discord.env(), tmp_path / "mj") as served:  # a job is accepted
+        user = await logged_in(served, "erin", 3)
+        sent = await user.post(
+            "/web/midjourney",
+            data={"csrf": csrf_of((await user.get("/web/")).text), "prompt": XSS_PROMPT},
+        )
+        assert sent.status_code == 303
+        shown = (await user.get("/web/midjourney")).text
+    assert "&lt;script&gt;alert(&#34;p&#34;)&lt;/script&gt;" in shown  # the prompt, as text
+    assert "<script>alert" not in shown and "<img src=x" not in shown
 
 
 async def test_pages_carry_the_security_headers(app: InProcess) -> None:
