@@ -64,6 +64,8 @@ TEXT: dict[str, tuple[str, str]] = {  # key: (English, 中文)
     "zoom": ("Zoom out {n}%", "缩小 {n}%"),
     "pan": ("Pan {d}", "平移 {d}"),
     "vary": ("Vary", "变化"),
+    "vary_strong": ("Vary (strong)", "大幅变化"),
+    "vary_subtle": ("Vary (subtle)", "细微变化"),
     "key_intro": (
         "Your app key authenticates the Midjourney trigger API. It is stored only as a digest,"
         " so it cannot be shown again: rotating makes a new one (the old one stops working).",

@@ -207,35 +207,41 @@ class Button:
     label: str
 
 
-GRID_ACTIONS = (
-    MjAction.IMAGINE,
-    MjAction.VARIATION,
-    MjAction.RESET,
-    MjAction.EXPAND,
-    MjAction.ZOOMOUT,
-)
-
-
 def buttons(lang: str) -> Any:
-    """The buttons a finished job shows: a grid's U1–U4, V1–V4 and reroll; an upscale's
-    zoom, pan and vary."""
+    """The buttons a finished job shows, as Midjourney shows them (:func:`mj.buttons`: a
+    grid's U1–U4, reroll, V1–V4; an upscale's vary, zoom and pan), each posting
+    ``action:argument``."""
 
     def of(task: Task) -> list[Button]:
-        if task.action in {a.value for a in GRID_ACTIONS} and task.action != MjAction.EXPAND:
-            return [
-                *(Button(f"upscale:{i}", f"U{i}") for i in range(1, 5)),
-                *(Button(f"variation:{i}", f"V{i}") for i in range(1, 5)),
-                Button("reset", translate(lang, "reroll")),
-            ]
-        if task.action in (MjAction.UPSCALE.value, MjAction.EXPAND.value):
-            return [
-                *(Button(f"zoomout:{n}", translate(lang, "zoom", n=n)) for n in (50, 75)),
-                *(Button(f"expand:{d}", translate(lang, "pan", d=d)) for d in mj.DIRECTIONS),
-                Button("solo_variation", translate(lang, "vary")),
-            ]
-        return []
+        shown = []
+        for button in mj.buttons(task):
+            press = mj.parse_button(button.custom_id)
+            if press is None:
+                continue
+            action = press.action
+            if action in (MjAction.UPSCALE, MjAction.VARIATION):
+                shown.append(Button(f"{action}:{press.index}", button.label))
+            elif action is MjAction.ZOOMOUT:
+                shown.append(
+                    Button(f"zoomout:{press.zoomout}", translate(lang, "zoom", n=press.zoomout))
+                )
+            elif action is MjAction.EXPAND:
+                shown.append(
+                    Button(f"expand:{press.direction}", translate(lang, "pan", d=press.direction))
+                )
+            else:
+                shown.append(Button(str(action), translate(lang, _LABELS[action])))
+        return shown
 
     return of
+
+
+_LABELS = {
+    MjAction.RESET: "reroll",
+    MjAction.SOLO_VARIATION: "vary",
+    MjAction.SOLO_HIGH_VARIATION: "vary_strong",
+    MjAction.SOLO_LOW_VARIATION: "vary_subtle",
+}
 
 
 async def midjourney_page(request: Request, status: int = 200, **context: Any) -> Response:
