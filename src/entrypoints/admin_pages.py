@@ -45,7 +45,7 @@ from .pages import (
 )
 from .ratelimit import client_address
 from .schema import structure
-from .user_pages import FORM
+from .user_pages import FORM, filled
 
 LISTED = 100
 USER_VERBS = ("grant", "disable", "enable")
@@ -166,9 +166,7 @@ async def codes_create(request: Request) -> Response:
     fields = await form(request)
 
     async def issue() -> list[str]:
-        given = {
-            k: v for k, v in fields.items() if k in ("credits", "count", "expires_in_days") and v
-        }
+        given = filled(fields, "credits", "count", "expires_in_days")
         body = structure(FORM, given, CodesIn, "form")
         issued = await app_services(request).admin.issue_codes(
             body.credits, body.count, body.expires_in_days

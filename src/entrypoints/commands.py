@@ -20,7 +20,7 @@ from mjcore.webhooks import Delivery, new_secret
 
 from .bootstrap import Services
 from .http import OUT
-from .image_schema import delivery_view
+from .image_schema import delivery_view, discord_account_view
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -414,24 +414,13 @@ async def webhooks_secret(services: Services, args: argparse.Namespace) -> Outpu
 
 
 def _pool_account(account: DiscordAccount) -> dict[str, Any]:
-    """An account of the pool as the operator sees it: never a token."""
-    return {
-        "name": account.name,
-        "guild_id": account.guild_id,
-        "channel_id": account.channel_id,
-        "state": account.state,
+    """An account of the pool as the admin API shows it (never a token), with the switch,
+    health and failure count the operator's commands act on."""
+    shown: dict[str, Any] = OUT.unstructure(discord_account_view(account))
+    return shown | {
         "enabled": account.enabled,
         "health": account.health.value,
-        "health_reason": account.health_reason,
-        "last_error": account.last_error,
-        "running": account.running,
-        "concurrency": account.concurrency,
-        "queue_size": account.queue_size,
-        "mode": account.mode.value,
-        "own_bot": account.bot_token is not None,
-        "jobs": account.jobs,
         "failures": account.failures,
-        "last_used_at": _when(account.last_used_at),
     }
 
 

@@ -7,7 +7,7 @@ calls the same service as the API, and renders.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 from attrs import frozen
 from starlette.requests import Request
@@ -44,7 +44,6 @@ from .pages import (
 from .ratelimit import client_address
 from .schema import make_converter, structure
 
-T = TypeVar("T")
 FORM = make_converter(lenient=True)  # form fields are text: "42" is a seed of 42
 JOBS_SHOWN = 20
 JOBS_READ = 100
@@ -56,7 +55,7 @@ def _account(request: Request) -> Account:
     return account
 
 
-def _fields(given: dict[str, str], *names: str) -> dict[str, Any]:
+def filled(given: dict[str, str], *names: str) -> dict[str, Any]:
     """The named fields a form filled in (an empty field is an absent one)."""
     return {name: given[name] for name in names if given.get(name, "") != ""}
 
@@ -82,7 +81,7 @@ async def login_page(request: Request) -> Response:
     services = app_services(request)
 
     async def log_in() -> Account:
-        body = structure(FORM, _fields(fields, "username", "password"), LoginIn, "form")
+        body = structure(FORM, filled(fields, "username", "password"), LoginIn, "form")
         await services.limits.login(client_address(request), body.username)
         return (await services.accounts.login(body.username, body.password)).account
 
@@ -109,7 +108,7 @@ async def register_page(request: Request) -> Response:
     services = app_services(request)
 
     async def sign_up() -> Account:
-        body = structure(FORM, _fields(fields, "username", "password"), RegisterIn, "form")
+        body = structure(FORM, filled(fields, "username", "password"), RegisterIn, "form")
         await services.limits.register(client_address(request), body.username)
         return await services.accounts.register(body.username, body.password)
 
@@ -162,7 +161,7 @@ async def redeem(request: Request) -> Response:
     account = _account(request)
 
     async def use_code() -> tuple[int, int]:
-        body = structure(FORM, _fields(fields, "code"), RedeemIn, "form")
+        body = structure(FORM, filled(fields, "code"), RedeemIn, "form")
         done = await app_services(request).accounts.redeem(account.id, body.code)
         return done.credits, done.balance
 
@@ -176,7 +175,7 @@ async def redeem(request: Request) -> Response:
 async def generate(request: Request) -> Response:
     fields = await form(request)
     account = _account(request)
-    asked = _fields(fields, "prompt", "aspect_ratio", "output_format", "seed")
+    asked = filled(fields, "prompt", "aspect_ratio", "output_format", "seed")
 
     async def make() -> images.Generated:
         body = structure(FORM, asked, GenerateIn, "form")
